@@ -1,0 +1,3 @@
+"""django_aio.atomic (under construction)."""
+
+__all__: list[str] = []

@@ -1,0 +1,238 @@
+"""A sync facade over psycopg's async connection and cursors.
+
+Django's PostgreSQL backend talks to a psycopg ``Connection``; inside the
+bridge we hand it these objects instead. Every call that does I/O awaits the
+matching coroutine of the underlying ``AsyncConnection`` / ``AsyncCursor`` on
+the event loop through ``await_``; everything else is delegated as is.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.client_cursor import ClientCursorMixin
+
+from ._greenlet import await_
+
+__all__ = ["AsyncServerSideClientCursor", "SyncConnection", "SyncCopy", "SyncCursor"]
+
+
+class AsyncServerSideClientCursor(ClientCursorMixin, psycopg.AsyncServerCursor):  # type: ignore[misc]
+    """A named cursor binding parameters on the client, as Django's sync backend does."""
+
+
+def _delegate(target: Any, name: str) -> Any:
+    attr = getattr(target, name)
+    if inspect.iscoroutinefunction(attr):
+        # Any coroutine method we did not wrap by hand (scroll, nextset, ...):
+        # make it a blocking call from the sync side.
+        def blocking(*args: Any, **kwargs: Any) -> Any:
+            return await_(attr(*args, **kwargs))
+
+        return blocking
+    return attr
+
+
+class SyncCursor:
+    """What Django sees as a psycopg cursor; wraps an ``AsyncCursor``."""
+
+    def __init__(self, acursor: psycopg.AsyncCursor[Any], connection: SyncConnection) -> None:
+        self.acursor = acursor
+        self.connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        return _delegate(self.acursor, name)
+
+    @property
+    def rowcount(self) -> int:
+        return self.acursor.rowcount
+
+    @property
+    def description(self) -> Any:
+        return self.acursor.description
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> SyncCursor:
+        await_(self.acursor.execute(query, params, **kwargs))
+        return self
+
+    def executemany(self, query: Any, params_seq: Iterable[Any], **kwargs: Any) -> None:
+        await_(self.acursor.executemany(query, params_seq, **kwargs))
+
+    def fetchone(self) -> Any:
+        return await_(self.acursor.fetchone())
+
+    def fetchmany(self, size: int = 0) -> list[Any]:
+        return await_(self.acursor.fetchmany(size))
+
+    def fetchall(self) -> list[Any]:
+        return await_(self.acursor.fetchall())
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            rows = self.fetchmany(self.acursor.arraysize or 100)
+            if not rows:
+                return
+            yield from rows
+
+    def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Iterator[Any]:
+        agen = self.acursor.stream(query, params, **kwargs)
+        try:
+            while True:
+                try:
+                    row = await_(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+                yield row
+        finally:
+            await_(agen.aclose())
+
+    def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> SyncCopy:
+        return SyncCopy(self.acursor.copy(statement, params, **kwargs))
+
+    def callproc(self, name: str | sql.Identifier, args: Sequence[Any] | None = None) -> Any:
+        # Django's psycopg 3 cursors add callproc(); build the same statement.
+        if not isinstance(name, sql.Identifier):
+            name = sql.Identifier(name)
+        parts: list[sql.Composable] = [sql.SQL("SELECT * FROM "), name, sql.SQL("(")]
+        if args:
+            parts.append(sql.SQL(", ").join(sql.Placeholder() for _ in args))
+        parts.append(sql.SQL(")"))
+        self.execute(sql.Composed(parts), args)
+        return args
+
+    def close(self) -> None:
+        await_(self.acursor.close())
+        self.connection.forget(self)
+
+    @property
+    def closed(self) -> bool:
+        return self.acursor.closed
+
+    def __enter__(self) -> SyncCursor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SyncCopy:
+    """Blocking view of a psycopg ``AsyncCopy`` (for ``cursor.copy()``)."""
+
+    def __init__(self, acopy_cm: Any) -> None:
+        self._cm = acopy_cm
+        self._copy: Any = None
+
+    def __enter__(self) -> SyncCopy:
+        self._copy = await_(self._cm.__aenter__())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await_(self._cm.__aexit__(exc_type, exc, tb))
+
+    def __getattr__(self, name: str) -> Any:
+        return _delegate(self._copy, name)
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        while (row := self.read_row()) is not None:
+            yield row
+
+    def __iter__(self) -> Iterator[Any]:
+        while data := self.read():
+            yield data
+
+
+class SyncConnection:
+    """What Django sees as a psycopg ``Connection``; wraps an ``AsyncConnection``."""
+
+    def __init__(self, aconnection: psycopg.AsyncConnection[Any]) -> None:
+        self.aconnection = aconnection
+        # Named cursors stay open on the server until closed; the unit closes
+        # whatever Django left open before the connection goes back to the pool.
+        self.server_cursors: set[SyncCursor] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return _delegate(self.aconnection, name)
+
+    def wrap_cursor(self, acursor: psycopg.AsyncCursor[Any]) -> SyncCursor:
+        cursor = SyncCursor(acursor, self)
+        if isinstance(acursor, psycopg.AsyncServerCursor):
+            self.server_cursors.add(cursor)
+        return cursor
+
+    def forget(self, cursor: SyncCursor) -> None:
+        self.server_cursors.discard(cursor)
+
+    def cursor(self, *args: Any, **kwargs: Any) -> SyncCursor:
+        return self.wrap_cursor(self.aconnection.cursor(*args, **kwargs))
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> SyncCursor:
+        return self.cursor().execute(query, params, **kwargs)
+
+    def commit(self) -> None:
+        await_(self.aconnection.commit())
+
+    def rollback(self) -> None:
+        await_(self.aconnection.rollback())
+
+    def close(self) -> None:
+        await_(self.aconnection.close())
+
+    @property
+    def closed(self) -> bool:
+        return self.aconnection.closed
+
+    @property
+    def broken(self) -> bool:
+        return self.aconnection.broken
+
+    # psycopg's async connection has coroutine setters for these; Django
+    # assigns the attributes as it would on a sync connection.
+    def _set(name: str) -> Any:  # type: ignore[misc]
+        setter_name = f"set_{name}"
+
+        def fget(self: SyncConnection) -> Any:
+            return getattr(self.aconnection, name)
+
+        def fset(self: SyncConnection, value: Any) -> None:
+            await_(getattr(self.aconnection, setter_name)(value))
+
+        return property(fget, fset)
+
+    autocommit = _set("autocommit")
+    isolation_level = _set("isolation_level")
+    read_only = _set("read_only")
+    deferrable = _set("deferrable")
+    del _set
+
+    def __enter__(self) -> SyncConnection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def transaction(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            "psycopg's connection.transaction() is not available through the bridge; "
+            "use django.db.transaction.atomic() or django_aio.atomic.async_atomic()."
+        )
+
+
+def close_server_cursors(connection: SyncConnection, closer: Callable[[SyncCursor], None]) -> None:
+    """Close named cursors Django left open, via ``closer``."""
+    for cursor in list(connection.server_cursors):
+        closer(cursor)

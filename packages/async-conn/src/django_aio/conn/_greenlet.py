@@ -1,0 +1,113 @@
+"""The bridge: run sync code in a greenlet, await its I/O on the event loop.
+
+Note [How the bridge works]
+~~~~~~~~~~~~~~~~~~~~~~~~~~~
+``drive()`` starts the sync callable in a child greenlet of the calling
+task's greenlet. Whenever the sync code needs I/O it calls ``await_()``,
+which switches back to the task with the awaitable; the task awaits it on the
+loop (other tasks run meanwhile) and switches back into the greenlet with the
+result, or throws the exception into it. Django's ORM code therefore runs
+unchanged, one greenlet per unit of work, all in the loop's thread.
+
+Note [Shared context]
+~~~~~~~~~~~~~~~~~~~~~
+A new greenlet starts in an empty ``contextvars`` context. We hand it the
+task's own context object instead, so context variables the sync code sets
+(translation, our own scopes) are seen by the task afterwards, as they are
+after ``sync_to_async``. The greenlet and the task never run at the same time,
+so sharing the object is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, cast
+
+from greenlet import getcurrent, greenlet
+
+from ._errors import BridgeRequired
+
+__all__ = ["BridgeGreenlet", "await_", "drive", "in_bridge"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+logger = logging.getLogger("django_aio.conn")
+
+# A stretch of sync code longer than this without any awaited I/O blocks every
+# other task on the loop; below it we do not even look at the settings.
+_SLOW_FLOOR = 0.1
+
+
+class BridgeGreenlet(greenlet):  # type: ignore[misc]
+    """A greenlet running sync code for one unit of work of an asyncio task."""
+
+    def __init__(self, run: Callable[..., Any], parent: greenlet, unit: object) -> None:
+        super().__init__(run, parent)
+        # What the routing of ``django.db.connections`` reads: see _units.py.
+        self.django_aio_unit = unit
+
+
+def in_bridge() -> bool:
+    """Whether the caller runs inside ``run_sync()`` (so ``await_`` works)."""
+    return isinstance(getcurrent(), BridgeGreenlet)
+
+
+def await_(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` on the event loop from sync code started by ``run_sync``.
+
+    The calling greenlet is suspended while the task awaits; the result is
+    returned, or the exception raised, here.
+    """
+    current = getcurrent()
+    if not isinstance(current, BridgeGreenlet):
+        # Close a coroutine we will never run, so Python does not warn about it.
+        close = getattr(awaitable, "close", None)
+        if close is not None:
+            close()
+        raise BridgeRequired(
+            "await_() can only be called from sync code started by "
+            "django_aio.conn.run_sync(); in async code, use `await` directly."
+        )
+    return cast(T, current.parent.switch(awaitable))
+
+
+async def drive(unit: object, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run ``fn(*args, **kwargs)`` in a bridge greenlet; see Note [How the bridge works]."""
+    current = getcurrent()
+    child = BridgeGreenlet(fn, current, unit)
+    child.gr_context = current.gr_context  # Note [Shared context]
+    started = time.perf_counter()
+    value = child.switch(*args, **kwargs)
+    _check_slow(started, fn)
+    while not child.dead:
+        try:
+            result = await value
+        except BaseException as exc:  # cancellation included: the sync code cleans up
+            started = time.perf_counter()
+            value = child.throw(exc)
+        else:
+            started = time.perf_counter()
+            value = child.switch(result)
+        _check_slow(started, fn)
+    return cast(T, value)
+
+
+def _check_slow(started: float, fn: Callable[..., Any]) -> None:
+    elapsed = time.perf_counter() - started
+    if elapsed < _SLOW_FLOOR:
+        return
+    from ._settings import slow_bridge_threshold
+
+    threshold = slow_bridge_threshold()
+    if threshold is not None and elapsed >= threshold:
+        logger.warning(
+            "run_sync(%s) ran %.3f sec without awaiting database I/O, blocking the "
+            "event loop for every other task. Blocking non-database I/O (a slow signal "
+            "receiver, a sync cache or HTTP client) must not run inside the bridge: "
+            "make it async, or move it out with sync_to_async.",
+            getattr(fn, "__qualname__", repr(fn)),
+            elapsed,
+        )

@@ -1,0 +1,196 @@
+"""Which task owns which connection.
+
+Note [Scopes]
+~~~~~~~~~~~~~
+Every asyncio task gets its own ``Scope`` (its ``AsyncConnection`` per alias),
+found through a context variable and checked against ``current_task()``:
+child tasks copy their parent's context, so a scope is only ever used by the
+task that made it, never by a parent's children (the asgiref ``Local`` pitfall).
+
+Note [Transactions and child tasks]
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+A transaction pins its connection to the task that opened it. Tasks created
+inside the transaction (``gather`` / ``create_task`` in the block) inherit a
+``Pin`` marker through their copied context and are refused that alias, even
+after the block ended: otherwise their writes would interleave with the
+owner's, or commit on another connection after the block rolled back.
+
+One exception: while bridged code waits on ``async_to_sync(...)`` (Django's
+signal dispatch to ``async def`` receivers does this), the owner is blocked
+until that coroutine finishes, and tasks it creates may *borrow* the
+owner's transaction connection, one at a time. That is how async receivers
+run inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.db import connections
+from django.db.utils import ConnectionDoesNotExist
+
+from ._errors import ConnectionOwnedByAnotherTask
+
+if TYPE_CHECKING:
+    from ._connection import AsyncConnection
+    from ._pool import Lease
+
+__all__ = ["Pin", "Scope", "current_scope", "find_borrowable", "independent_scope", "lending"]
+
+T = TypeVar("T")
+
+
+class Scope:
+    """The connections of one task (Note [Scopes])."""
+
+    __slots__ = ("connections", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.connections: dict[str, AsyncConnection] = {}
+
+    def connection(self, alias: str) -> AsyncConnection:
+        conn = self.connections.get(alias)
+        if conn is None:
+            if alias not in connections.settings:
+                raise ConnectionDoesNotExist(f"The connection '{alias}' doesn't exist.")
+            from ._connection import AsyncConnection
+
+            conn = self.connections[alias] = AsyncConnection(self, alias)
+        return conn
+
+
+class Pin:
+    """A transaction's claim on its connection, inherited by child tasks."""
+
+    __slots__ = ("active", "alias", "connection", "task")
+
+    def __init__(self, task: asyncio.Task[Any], connection: AsyncConnection) -> None:
+        self.task = task
+        self.alias = connection.alias
+        self.connection = connection
+        self.active = True
+
+
+class _Lending:
+    """Leases a blocked owner lends to the tasks it creates meanwhile."""
+
+    __slots__ = ("active", "leases", "task")
+
+    def __init__(self, task: asyncio.Task[Any], leases: dict[str, Lease]) -> None:
+        self.task = task
+        self.leases = leases
+        self.active = True
+
+
+_scope_var: ContextVar[Scope | None] = ContextVar("django_aio_scope", default=None)
+_pins_var: ContextVar[tuple[Pin, ...]] = ContextVar("django_aio_pins", default=())
+_lending_var: ContextVar[_Lending | None] = ContextVar("django_aio_lending", default=None)
+
+
+def current_task() -> asyncio.Task[Any]:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    if task is None:
+        raise RuntimeError(
+            "django_aio async connections can only be used inside a running asyncio "
+            "task; call them from a coroutine (an async view, asyncio.run(...), ...)."
+        )
+    return task
+
+
+def current_scope() -> Scope:
+    """The calling task's scope, made on first use (Note [Scopes])."""
+    task = current_task()
+    scope = _scope_var.get()
+    if scope is None or scope.task is not task:
+        scope = Scope(task)
+        _scope_var.set(scope)
+    return scope
+
+
+def find_borrowable(connection: AsyncConnection) -> Lease | None:
+    """The lease ``connection``'s task may borrow, or raise if it may not use the alias.
+
+    See Note [Transactions and child tasks].
+    """
+    task = connection.scope.task
+    alias = connection.alias
+    lending = _lending_var.get()
+    for pin in _pins_var.get():
+        if pin.alias != alias or pin.task is task:
+            continue
+        lease = pin.connection.lease
+        if pin.active and lease is not None and _lends(lending, pin.task, alias, lease):
+            return lease
+        raise ConnectionOwnedByAnotherTask(
+            alias, pin.task.get_name(), task.get_name(), ended=not pin.active
+        )
+    if lending is not None and lending.task is not task and alias in lending.leases:
+        if lending.active:
+            return lending.leases[alias]
+        raise ConnectionOwnedByAnotherTask(
+            alias, lending.task.get_name(), task.get_name(), ended=True
+        )
+    return None
+
+
+def _lends(lending: _Lending | None, owner: asyncio.Task[Any], alias: str, lease: Lease) -> bool:
+    return (
+        lending is not None
+        and lending.active
+        and lending.task is owner
+        and lending.leases.get(alias) is lease
+    )
+
+
+def push_pin(connection: AsyncConnection) -> tuple[Pin, Any]:
+    pin = Pin(connection.scope.task, connection)
+    return pin, _pins_var.set((*_pins_var.get(), pin))
+
+
+def pop_pin(pin: Pin, token: Any) -> None:
+    pin.active = False
+    _pins_var.reset(token)
+
+
+async def lending(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` while lending the task's transaction connections to its children."""
+    scope = _scope_var.get()
+    task = asyncio.current_task()
+    leases: dict[str, Lease] = {}
+    if scope is not None and scope.task is task:
+        for alias, conn in scope.connections.items():
+            lease = conn.lease
+            if lease is not None and lease.in_transaction():
+                leases[alias] = lease
+    if not leases or task is None:
+        return await awaitable
+    window = _Lending(task, leases)
+    token = _lending_var.set(window)
+    try:
+        return await awaitable
+    finally:
+        window.active = False
+        _lending_var.reset(token)
+
+
+@asynccontextmanager
+async def independent_scope() -> AsyncIterator[Scope]:
+    """A fresh scope for the block: new connections, no inherited transaction."""
+    scope = Scope(current_task())
+    tokens = (_scope_var.set(scope), _pins_var.set(()), _lending_var.set(None))
+    try:
+        yield scope
+    finally:
+        _lending_var.reset(tokens[2])
+        _pins_var.reset(tokens[1])
+        _scope_var.reset(tokens[0])
+        for conn in list(scope.connections.values()):
+            await conn.release_all()

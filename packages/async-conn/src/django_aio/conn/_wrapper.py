@@ -1,0 +1,132 @@
+"""Bridged copies of the ENGINE's ``DatabaseWrapper``.
+
+A bridged wrapper is the Django connection object that ORM code sees inside
+``run_sync()``. It is paired for life with one pooled psycopg
+``AsyncConnection`` (its lease) and talks to it through the sync facade.
+
+Note [async_unsafe]
+~~~~~~~~~~~~~~~~~~~
+Django guards its connection methods with ``@async_unsafe``, which raises
+``SynchronousOnlyOperation`` whenever an event loop runs in the thread. Bridge
+greenlets run in the loop's thread, so the guard would always fire. A bridged
+class gets the unguarded original (``__wrapped__``) of each guarded method,
+so only bridged wrappers skip the check; plain sync ORM calls from async code
+outside the bridge still raise, as Django intends.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import NotSupportedError
+from django.db.backends.postgresql.psycopg_any import IsolationLevel, register_tzloader
+from django.utils.asyncio import async_unsafe
+from psycopg.pq import Format
+from psycopg.postgres import types as pg_types
+
+from ._facade import AsyncServerSideClientCursor, SyncConnection, SyncCursor
+
+if TYPE_CHECKING:
+    from ._pool import Lease
+
+__all__ = ["bridged_class"]
+
+_GUARD_CODE = async_unsafe(lambda: None).__code__
+_TIMESTAMPTZ_OID = pg_types["timestamptz"].oid
+
+
+class BridgedWrapperMixin:
+    """Overrides that make a PostgreSQL ``DatabaseWrapper`` run over the facade."""
+
+    django_aio_lease: Lease
+    connection: SyncConnection | None
+    settings_dict: dict[str, Any]
+    alias: str
+    isolation_level: Any
+    timezone: Any
+
+    @property
+    def pool(self) -> None:
+        # The async pool in django_aio.conn owns the connection; Django's sync
+        # pool (OPTIONS["pool"]) must never hand one out here.
+        return None
+
+    def close_pool(self) -> None:
+        return None
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> SyncConnection:
+        # Same isolation-level rules as Django's backend, applied to the
+        # leased async connection instead of a new sync one.
+        options = self.settings_dict["OPTIONS"]
+        set_isolation_level = False
+        try:
+            level = options["isolation_level"]
+        except KeyError:
+            self.isolation_level = IsolationLevel.READ_COMMITTED
+        else:
+            try:
+                self.isolation_level = IsolationLevel(level)
+            except ValueError:
+                raise ImproperlyConfigured(
+                    f"Invalid transaction isolation level {level} "
+                    f"specified. Use one of the psycopg.IsolationLevel values."
+                ) from None
+            set_isolation_level = True
+        connection = SyncConnection(self.django_aio_lease.usable_connection())
+        if set_isolation_level:
+            connection.isolation_level = self.isolation_level
+        return connection
+
+    def create_cursor(self, name: str | None = None) -> SyncCursor:
+        assert self.connection is not None
+        aconnection = self.connection.aconnection
+        acursor: Any
+        if name:
+            # As in Django: holdable when in autocommit, since the cursor
+            # outlives the implicit transaction of its first fetch.
+            withhold = aconnection.autocommit
+            if self.settings_dict["OPTIONS"].get("server_side_binding") is not True:
+                acursor = AsyncServerSideClientCursor(
+                    aconnection, name=name, scrollable=False, withhold=withhold
+                )
+            else:
+                acursor = aconnection.cursor(name, scrollable=False, withhold=withhold)
+        else:
+            acursor = aconnection.cursor()
+        tzloader = aconnection.adapters.get_loader(_TIMESTAMPTZ_OID, Format.TEXT)
+        if self.timezone != getattr(tzloader, "timezone", None):
+            register_tzloader(self.timezone, acursor)
+        return self.connection.wrap_cursor(acursor)
+
+    def close_if_health_check_failed(self) -> None:
+        # The pool checks health (CONN_HEALTH_CHECKS) when it hands out a connection.
+        return None
+
+    def _nodb_cursor(self) -> Any:
+        raise NotSupportedError(
+            "django_aio's bridged connections cannot open a connection to the "
+            "'postgres' maintenance database; run database creation code in sync "
+            "code outside run_sync()."
+        )
+
+
+def _is_guarded(value: object) -> bool:
+    return isinstance(value, types.FunctionType) and value.__code__ is _GUARD_CODE
+
+
+@functools.cache
+def bridged_class(wrapper_class: type[Any]) -> type[Any]:
+    """The bridged subclass of ``wrapper_class``; see Note [async_unsafe]."""
+    namespace: dict[str, Any] = {"__module__": __name__}
+    seen = set(vars(BridgedWrapperMixin))
+    for klass in wrapper_class.__mro__:
+        for name, value in vars(klass).items():
+            if name in seen:
+                continue
+            seen.add(name)
+            if _is_guarded(value):
+                namespace[name] = value.__wrapped__
+    return type(f"Bridged{wrapper_class.__name__}", (BridgedWrapperMixin, wrapper_class), namespace)

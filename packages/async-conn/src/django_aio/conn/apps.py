@@ -1,0 +1,36 @@
+"""The ``django_aio.conn`` Django app."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core import checks
+
+
+class AsyncConnConfig(AppConfig):
+    """Checks the ENGINE setting and installs the bridge's routing at start-up."""
+
+    name = "django_aio.conn"
+    label = "django_aio_conn"
+    verbose_name = "django-aio connections"
+
+    def ready(self) -> None:
+        from . import install
+
+        install()
+        checks.register(check_engines, checks.Tags.database)
+
+
+def check_engines(**kwargs: object) -> list[checks.CheckMessage]:
+    """Warn when no database alias can be used by django_aio."""
+    from django.conf import settings
+
+    engine = "django_aio.conn.backends.postgresql"
+    if any(db.get("ENGINE", "").startswith(engine) for db in settings.DATABASES.values()):
+        return []
+    return [
+        checks.Warning(
+            "django_aio.conn is installed but no DATABASES entry uses its ENGINE.",
+            hint=f"Set 'ENGINE': '{engine}' on the aliases async code should reach.",
+            id="django_aio.W001",
+        )
+    ]

@@ -1,0 +1,1 @@
+"""The ``django_aio.conn.backends.postgresql`` database ENGINE."""

@@ -1,0 +1,3 @@
+"""django_aio.orm (under construction)."""
+
+__all__: list[str] = []

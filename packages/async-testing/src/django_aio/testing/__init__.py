@@ -1,0 +1,3 @@
+"""django_aio.testing (under construction)."""
+
+__all__: list[str] = []
