@@ -71,9 +71,7 @@ def _configure() -> None:
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         INSTALLED_APPS=apps,
         DATABASES={
-            "default": database_settings(
-                "django_aio", TEST={"NAME": f"test_django_aio_{suffix}"}
-            ),
+            "default": database_settings("django_aio", TEST={"NAME": f"test_django_aio_{suffix}"}),
             "other": database_settings(
                 "django_aio_other", TEST={"NAME": f"test_django_aio_other_{suffix}"}
             ),
@@ -96,4 +94,7 @@ def django_test_databases() -> Iterator[None]:
     try:
         yield
     finally:
+        from django_aio.conn._pool import discard_closed_loops
+
+        discard_closed_loops()
         teardown_databases(config, verbosity=0)

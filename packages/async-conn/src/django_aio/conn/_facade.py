@@ -9,9 +9,9 @@ the event loop through ``await_``; everything else is delegated as is.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
@@ -22,7 +22,9 @@ from ._greenlet import await_
 __all__ = ["AsyncServerSideClientCursor", "SyncConnection", "SyncCopy", "SyncCursor"]
 
 
-class AsyncServerSideClientCursor(ClientCursorMixin, psycopg.AsyncServerCursor):  # type: ignore[misc]
+class AsyncServerSideClientCursor(
+    ClientCursorMixin[psycopg.AsyncConnection[Any], Any], psycopg.AsyncServerCursor[Any]
+):
     """A named cursor binding parameters on the client, as Django's sync backend does."""
 
 
@@ -80,7 +82,7 @@ class SyncCursor:
             yield from rows
 
     def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Iterator[Any]:
-        agen = self.acursor.stream(query, params, **kwargs)
+        agen = cast(AsyncGenerator[Any, None], self.acursor.stream(query, params, **kwargs))
         try:
             while True:
                 try:
@@ -230,9 +232,3 @@ class SyncConnection:
             "psycopg's connection.transaction() is not available through the bridge; "
             "use django.db.transaction.atomic() or django_aio.atomic.async_atomic()."
         )
-
-
-def close_server_cursors(connection: SyncConnection, closer: Callable[[SyncCursor], None]) -> None:
-    """Close named cursors Django left open, via ``closer``."""
-    for cursor in list(connection.server_cursors):
-        closer(cursor)

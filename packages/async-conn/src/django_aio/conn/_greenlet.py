@@ -41,7 +41,7 @@ logger = logging.getLogger("django_aio.conn")
 _SLOW_FLOOR = 0.1
 
 
-class BridgeGreenlet(greenlet):  # type: ignore[misc]
+class BridgeGreenlet(greenlet):
     """A greenlet running sync code for one unit of work of an asyncio task."""
 
     def __init__(self, run: Callable[..., Any], parent: greenlet, unit: object) -> None:

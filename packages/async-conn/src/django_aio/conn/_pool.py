@@ -18,6 +18,7 @@ the pool opens a fresh one: a dirty connection never reaches another task.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import contextlib
 import logging
@@ -30,8 +31,7 @@ import psycopg_pool
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
-from django.db.utils import load_backend
-from django.db.utils import ConnectionDoesNotExist
+from django.db.utils import ConnectionDoesNotExist, load_backend
 from psycopg.pq import TransactionStatus
 
 from ._errors import PoolTimeout
@@ -272,29 +272,54 @@ class AliasPool:
     async def close(self) -> None:
         await self.pool.close()
 
+    def finish_idle(self) -> None:
+        """Close the idle connections at once, without the event loop."""
+        # psycopg_pool has no loop-free close; finishing the libpq connections
+        # of its idle deque ends their server sessions.
+        for aconnection in list(getattr(self.pool, "_pool", ())):
+            with contextlib.suppress(Exception):
+                aconnection.pgconn.finish()
+
 
 class _LoopPools:
     """The pools of one event loop, and the task that closes them at shutdown."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.pools: dict[str, AliasPool] = {}
+        self.closing: set[asyncio.Task[None]] = set()
         # Held here because the loop keeps only weak references to tasks.
         self.closer = loop.create_task(self._close_at_shutdown(loop), name="django_aio pools")
 
     async def _close_at_shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
         # asyncio.run() (and servers built on it) cancel every task before
-        # closing the loop: our cue to close this loop's pools cleanly.
+        # closing the loop: our cue to close this loop's pools.
         try:
             await asyncio.Future()
         finally:
             _loops.pop(loop, None)
-            await self.close()
+            pools = list(self.pools.values())
+            self.pools.clear()
+            for pool in pools:
+                # The pool's own worker tasks are being cancelled too, so its
+                # close() may be interrupted: finish idle connections first.
+                pool.finish_idle()
+                with contextlib.suppress(BaseException):
+                    await pool.close()
+                pool.finish_idle()
 
     async def close(self) -> None:
         pools = list(self.pools.values())
         self.pools.clear()
         for pool in pools:
             await pool.close()
+
+    def abandon(self) -> None:
+        """Close idle connections without the loop (it is closed already)."""
+        self.closer.cancel()
+        pools = list(self.pools.values())
+        self.pools.clear()
+        for pool in pools:
+            pool.finish_idle()
 
 
 _loops: dict[asyncio.AbstractEventLoop, _LoopPools] = {}
@@ -305,9 +330,7 @@ def pool_for(alias: str) -> AliasPool:
     loop = asyncio.get_running_loop()
     per_loop = _loops.get(loop)
     if per_loop is None:
-        for stale in [other for other in _loops if other.is_closed()]:
-            # A loop closed without cancelling its tasks: nothing left to await.
-            del _loops[stale]
+        discard_closed_loops()
         per_loop = _loops[loop] = _LoopPools(loop)
     pool = per_loop.pools.get(alias)
     if pool is not None and pool.fingerprint == _fingerprint(pool.settings_dict):
@@ -317,9 +340,23 @@ def pool_for(alias: str) -> AliasPool:
     except KeyError:
         raise ConnectionDoesNotExist(f"The connection '{alias}' doesn't exist.") from None
     if pool is not None:
-        loop.create_task(pool.close())
+        closing = loop.create_task(pool.close())
+        per_loop.closing.add(closing)
+        closing.add_done_callback(per_loop.closing.discard)
     pool = per_loop.pools[alias] = AliasPool(alias, settings_dict)
     return pool
+
+
+def discard_closed_loops() -> None:
+    """Drop the pools of loops closed without cancelling their tasks."""
+    for loop in [loop for loop in _loops if loop.is_closed()]:
+        _loops.pop(loop).abandon()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    for loop in list(_loops):
+        _loops.pop(loop).abandon()
 
 
 async def close_pools() -> None:

@@ -93,7 +93,7 @@ class RoutingLocal:
 _original_async_to_sync_call = AsyncToSync.__call__
 
 
-def _async_to_sync_call(self: AsyncToSync, *args: Any, **kwargs: Any) -> Any:
+def _async_to_sync_call(self: AsyncToSync[Any, Any], *args: Any, **kwargs: Any) -> Any:
     # Inside the bridge a loop already runs in this thread, so asgiref would
     # refuse; await the coroutine on that loop instead (Note [Transactions and
     # child tasks] in _scope.py explains the lending).
@@ -107,7 +107,7 @@ def install() -> None:
     if not isinstance(connections._connections, RoutingLocal):
         connections._connections = RoutingLocal(connections._connections)
     if AsyncToSync.__call__ is not _async_to_sync_call:
-        AsyncToSync.__call__ = _async_to_sync_call
+        AsyncToSync.__call__ = _async_to_sync_call  # type: ignore[method-assign]
 
 
 async def run_sync(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

@@ -24,8 +24,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import NotSupportedError
 from django.db.backends.postgresql.psycopg_any import IsolationLevel, register_tzloader
 from django.utils.asyncio import async_unsafe
-from psycopg.pq import Format
 from psycopg.postgres import types as pg_types
+from psycopg.pq import Format
 
 from ._facade import AsyncServerSideClientCursor, SyncConnection, SyncCursor
 

@@ -14,7 +14,7 @@ class AsyncConnConfig(AppConfig):
     verbose_name = "django-aio connections"
 
     def ready(self) -> None:
-        from . import install
+        from ._units import install
 
         install()
         checks.register(check_engines, checks.Tags.database)

