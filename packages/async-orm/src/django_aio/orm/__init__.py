@@ -1,3 +1,31 @@
-"""django_aio.orm (under construction)."""
+"""django_aio.orm: the whole Django ORM, truly async on PostgreSQL.
 
-__all__: list[str] = []
+Add ``"django_aio.orm"`` to ``INSTALLED_APPS`` and Django's own async ORM API
+(``aget``, ``acreate``, ``async for``, ``asave``, related managers' ``a*``, ...)
+runs its queries on the event loop through ``django_aio.conn``'s bridge instead
+of a thread (``DJANGO_AIO_DROP_IN = False`` turns that off). ``AsyncManager``,
+``AsyncQuerySet`` and ``AsyncMixin`` add typed, awaitable APIs of their own.
+"""
+
+from ._dropin import disable_drop_in, drop_in, drop_in_enabled, enable_drop_in
+from ._facade import AsyncQuery, AsyncRelatedManager
+from ._guards import deferred_message, queryset_message, relation_message
+from ._mixin import AsyncMixin, AsyncObjects
+from ._queryset import AsyncManager, AsyncQueryMethods, AsyncQuerySet
+
+__all__ = [
+    "AsyncManager",
+    "AsyncMixin",
+    "AsyncObjects",
+    "AsyncQuery",
+    "AsyncQueryMethods",
+    "AsyncQuerySet",
+    "AsyncRelatedManager",
+    "deferred_message",
+    "disable_drop_in",
+    "drop_in",
+    "drop_in_enabled",
+    "enable_drop_in",
+    "queryset_message",
+    "relation_message",
+]

@@ -1,0 +1,78 @@
+"""Deciding whether a call can run through the bridge, and running it there."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, connections, router
+from django.db.utils import load_backend
+
+from django_aio.conn import run_sync
+
+__all__ = ["alias_of", "bridgeable", "call_bridged"]
+
+T = TypeVar("T")
+
+
+@functools.cache
+def _engine_bridgeable(engine: str) -> bool:
+    try:
+        backend = load_backend(engine)
+    except Exception:
+        return False
+    return bool(getattr(backend.DatabaseWrapper, "django_aio_bridgeable", False))
+
+
+def bridgeable(alias: str | None = None) -> bool:
+    """Whether ``alias`` (or, without one, every alias) uses a bridgeable ENGINE.
+
+    Aliases on other engines (SQLite, Django's own PostgreSQL backend) keep
+    Django's thread-based async path.
+    """
+    settings = connections.settings
+    if alias is None:
+        return all(_engine_bridgeable(db.get("ENGINE", "")) for db in settings.values())
+    db = settings.get(alias)
+    return db is not None and _engine_bridgeable(db.get("ENGINE", ""))
+
+
+def alias_of(target: object) -> str:
+    """Best guess of the database alias a bound ORM method of ``target`` uses.
+
+    Only consulted when some aliases are not bridgeable: querysets and
+    managers know their ``db``; model instances their ``_state.db`` or the
+    router's write database.
+    """
+    from django.db.models import Model, QuerySet
+    from django.db.models.manager import BaseManager
+
+    if isinstance(target, QuerySet | BaseManager):
+        return str(target.db)
+    if isinstance(target, Model):
+        return str(target._state.db or router.db_for_write(type(target), instance=target))
+    return DEFAULT_DB_ALIAS
+
+
+async def call_bridged(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``await run_sync(fn, ...)``: one unit of work on the event loop."""
+    return await run_sync(fn, *args, **kwargs)
+
+
+def maybe_bridged(
+    fn: Callable[..., T], fallback: Callable[[], Callable[..., Awaitable[T]]]
+) -> Callable[..., Awaitable[T]]:
+    """An async callable running ``fn`` in the bridge when its alias allows it.
+
+    ``fallback()`` builds the non-bridged async callable (Django's
+    ``sync_to_async``) only when needed.
+    """
+
+    @functools.wraps(fn)
+    async def call(*args: Any, **kwargs: Any) -> T:
+        if bridgeable() or bridgeable(alias_of(getattr(fn, "__self__", None))):
+            return await run_sync(fn, *args, **kwargs)
+        return await fallback()(*args, **kwargs)
+
+    return call

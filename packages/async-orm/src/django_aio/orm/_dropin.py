@@ -1,0 +1,191 @@
+"""Drop-in mode: Django's own async ORM API, run through the bridge.
+
+Note [How drop-in patches Django]
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+Nearly every async ORM method of Django is ``await sync_to_async(self.method)(...)``
+with ``sync_to_async`` looked up in its module's globals at call time: the
+querysets' ``a*`` methods and ``__aiter__`` (``django.db.models.query``), the
+models' ``asave/adelete/arefresh_from_db`` (``base``), the related managers'
+``a*`` methods, built inside factory functions (``related_descriptors`` and
+``django.contrib.contenttypes.fields``), and ``aprefetch_related_objects``.
+Replacing that one global name in those modules routes all of them, on every
+supported Django version and for every model (third-party and contrib ones
+included), through ``run_sync``; aliases whose ENGINE is not django_aio's keep
+the thread. ``aget_object_or_404`` and friends call these methods.
+
+``aiterator()`` is the exception: its chunks must share one connection (the
+server-side cursor lives on it), so ``BaseIterable._async_generator`` is
+replaced by ``iterate_chunks`` (Note [Chunked iteration]).
+
+Every patch keeps the original, so turning drop-in off restores Django exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from asgiref import sync as asgiref_sync
+from django.apps import apps
+
+from ._bridge import maybe_bridged
+from ._guards import (
+    deferred_message,
+    guard_descriptor,
+    guard_method,
+    queryset_message,
+    relation_message,
+)
+from ._iteration import iterate_chunks
+
+__all__ = ["disable_drop_in", "drop_in", "drop_in_enabled", "enable_drop_in"]
+
+_SYNC_TO_ASYNC_MODULES = (
+    "django.db.models.query",
+    "django.db.models.base",
+    "django.db.models.fields.related_descriptors",
+)
+_CONTENTTYPES_MODULE = "django.contrib.contenttypes.fields"
+
+# (owner, attribute name, original value), in the order they were applied.
+_applied: list[tuple[Any, str, Any]] = []
+
+
+def bridged_sync_to_async(
+    func: Callable[..., Any] | None = None,
+    *,
+    thread_sensitive: bool = True,
+    executor: Any = None,
+) -> Any:
+    """Stands in for ``asgiref.sync.sync_to_async`` in Django's ORM modules."""
+    if func is None:
+        return functools.partial(
+            bridged_sync_to_async, thread_sensitive=thread_sensitive, executor=executor
+        )
+
+    def fallback() -> Callable[..., Any]:
+        return asgiref_sync.sync_to_async(
+            func, thread_sensitive=thread_sensitive, executor=executor
+        )
+
+    return maybe_bridged(func, fallback)
+
+
+def _async_generator(self: Any) -> Any:
+    from ._bridge import bridgeable
+
+    if bridgeable(self.queryset.db):
+        return iterate_chunks(self)
+    return _original_async_generator(self)
+
+
+_original_async_generator: Callable[[Any], Any]
+
+
+def _patch(owner: Any, name: str, value: Any) -> None:
+    original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+    _applied.append((owner, name, original))
+    setattr(owner, name, value)
+
+
+def drop_in_enabled() -> bool:
+    """Whether Django's async ORM API currently runs through the bridge."""
+    return bool(_applied)
+
+
+def enable_drop_in() -> None:
+    """Route Django's own async ORM API through the bridge (idempotent).
+
+    Called at start-up by the ``django_aio.orm`` app unless
+    ``DJANGO_AIO_DROP_IN = False``.
+    """
+    global _original_async_generator
+    if _applied:
+        return
+    from django.db.models import query, query_utils
+    from django.db.models.fields import related_descriptors as rd
+
+    modules = [importlib.import_module(name) for name in _SYNC_TO_ASYNC_MODULES]
+    if apps.is_installed("django.contrib.contenttypes"):
+        modules.append(importlib.import_module(_CONTENTTYPES_MODULE))
+    for module in modules:
+        _patch(module, "sync_to_async", bridged_sync_to_async)
+
+    _original_async_generator = query.BaseIterable.__dict__["_async_generator"]
+    _patch(query.BaseIterable, "_async_generator", _async_generator)
+
+    for klass, joinable in (
+        (rd.ForwardManyToOneDescriptor, True),
+        (rd.ReverseOneToOneDescriptor, True),
+    ):
+        _patch(
+            klass,
+            "__get__",
+            guard_descriptor(
+                klass.__dict__["__get__"],
+                _relation_error(joinable),
+            ),
+        )
+    _patch(
+        query_utils.DeferredAttribute,
+        "__get__",
+        guard_descriptor(
+            query_utils.DeferredAttribute.__dict__["__get__"],
+            lambda descriptor, instance: deferred_message(type(instance), descriptor.field.name),
+        ),
+    )
+    if apps.is_installed("django.contrib.contenttypes"):
+        from django.contrib.contenttypes.fields import GenericForeignKey
+
+        _patch(
+            GenericForeignKey,
+            "__get__",
+            guard_descriptor(
+                GenericForeignKey.__dict__["__get__"],
+                lambda descriptor, instance: relation_message(
+                    type(instance), descriptor.name, joinable=False
+                ),
+            ),
+        )
+    for klass in (query.QuerySet, query.RawQuerySet):
+        _patch(
+            klass,
+            "_fetch_all",
+            guard_method(klass.__dict__["_fetch_all"], lambda qs: queryset_message(qs.model)),
+        )
+
+
+def _relation_error(joinable: bool) -> Callable[[Any, Any], str]:
+    def message(descriptor: Any, instance: Any) -> str:
+        field = getattr(descriptor, "field", None)
+        name = field.name if field is not None else descriptor.related.get_accessor_name()
+        return relation_message(type(instance), name, joinable=joinable)
+
+    return message
+
+
+def disable_drop_in() -> None:
+    """Restore Django's own async ORM implementation (``sync_to_async``, threads)."""
+    while _applied:
+        owner, name, original = _applied.pop()
+        setattr(owner, name, original)
+
+
+@contextmanager
+def drop_in(enabled: bool = True) -> Iterator[None]:
+    """Turn drop-in mode on or off for a block (benchmarks and tests)."""
+    was = drop_in_enabled()
+    if enabled:
+        enable_drop_in()
+    else:
+        disable_drop_in()
+    try:
+        yield
+    finally:
+        if was:
+            enable_drop_in()
+        else:
+            disable_drop_in()

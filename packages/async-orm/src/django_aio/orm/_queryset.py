@@ -1,0 +1,254 @@
+"""``AsyncQuerySet`` and ``AsyncManager``: Django's own classes, async methods bridged.
+
+Their ``a*`` methods always run through the bridge, whether drop-in mode is on
+or not, and add ``alist()``. Everything sync stays Django's, so admin, forms
+and sync code keep working with these managers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import connections
+from django.db.models import Model, QuerySet, prefetch_related_objects
+from django.db.models.manager import BaseManager
+
+from ._bridge import maybe_bridged
+from ._iteration import iterate_chunks
+
+__all__ = ["AsyncManager", "AsyncQueryMethods", "AsyncQuerySet"]
+
+M = TypeVar("M", bound=Model)
+T = TypeVar("T")
+
+
+def bridged(fn: Callable[..., T]) -> Callable[..., Any]:
+    """``fn`` as an async callable: bridged, or Django's thread for foreign ENGINEs."""
+    return maybe_bridged(fn, lambda: sync_to_async(fn))
+
+
+class AsyncQueryMethods(Generic[M]):
+    """The async API shared by ``AsyncQuerySet`` and ``AsyncManager``."""
+
+    def _aio_target(self) -> Any:
+        # Managers run their own methods (a related manager's create() sets
+        # the foreign key); querysets their own.
+        return self
+
+    def _aio_queryset(self) -> AsyncQuerySet[M]:
+        if isinstance(self, QuerySet):
+            return self  # type: ignore[return-value]
+        return self.get_queryset()  # type: ignore[attr-defined, no-any-return]
+
+    async def aget(self, *args: Any, **kwargs: Any) -> M:
+        """``get()`` with its query awaited on the event loop."""
+        return await bridged(self._aio_target().get)(*args, **kwargs)  # type: ignore[no-any-return]
+
+    async def acreate(self, **kwargs: Any) -> M:
+        """``create()`` through the bridge."""
+        return await bridged(self._aio_target().create)(**kwargs)  # type: ignore[no-any-return]
+
+    async def acount(self) -> int:
+        """``count()`` through the bridge."""
+        return await bridged(self._aio_target().count)()  # type: ignore[no-any-return]
+
+    async def aexists(self) -> bool:
+        """``exists()`` through the bridge."""
+        return await bridged(self._aio_target().exists)()  # type: ignore[no-any-return]
+
+    async def afirst(self) -> M | None:
+        """``first()`` through the bridge."""
+        return await bridged(self._aio_target().first)()  # type: ignore[no-any-return]
+
+    async def alast(self) -> M | None:
+        """``last()`` through the bridge."""
+        return await bridged(self._aio_target().last)()  # type: ignore[no-any-return]
+
+    async def aearliest(self, *fields: str) -> M:
+        """``earliest()`` through the bridge."""
+        return await bridged(self._aio_target().earliest)(*fields)  # type: ignore[no-any-return]
+
+    async def alatest(self, *fields: str) -> M:
+        """``latest()`` through the bridge."""
+        return await bridged(self._aio_target().latest)(*fields)  # type: ignore[no-any-return]
+
+    async def ain_bulk(
+        self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"
+    ) -> dict[Any, M]:
+        """``in_bulk()`` through the bridge."""
+        return await bridged(self._aio_target().in_bulk)(  # type: ignore[no-any-return]
+            id_list=id_list, field_name=field_name
+        )
+
+    async def aupdate(self, **kwargs: Any) -> int:
+        """``update()`` through the bridge."""
+        return await bridged(self._aio_target().update)(**kwargs)  # type: ignore[no-any-return]
+
+    async def adelete(self) -> tuple[int, dict[str, int]]:
+        """``delete()`` through the bridge (cascades and signals included)."""
+        return await bridged(self._aio_queryset().delete)()  # type: ignore[no-any-return]
+
+    async def abulk_create(self, objs: Iterable[M], *args: Any, **kwargs: Any) -> list[M]:
+        """``bulk_create()`` through the bridge."""
+        return await bridged(self._aio_target().bulk_create)(objs, *args, **kwargs)  # type: ignore[no-any-return]
+
+    async def abulk_update(
+        self, objs: Iterable[M], fields: Sequence[str], batch_size: int | None = None
+    ) -> int:
+        """``bulk_update()`` through the bridge."""
+        return await bridged(self._aio_target().bulk_update)(  # type: ignore[no-any-return]
+            objs, fields, batch_size=batch_size
+        )
+
+    async def aget_or_create(
+        self, defaults: dict[str, Any] | None = None, **kwargs: Any
+    ) -> tuple[M, bool]:
+        """``get_or_create()`` through the bridge."""
+        return await bridged(self._aio_target().get_or_create)(defaults=defaults, **kwargs)  # type: ignore[no-any-return]
+
+    async def aupdate_or_create(
+        self,
+        defaults: dict[str, Any] | None = None,
+        create_defaults: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> tuple[M, bool]:
+        """``update_or_create()`` through the bridge."""
+        return await bridged(self._aio_target().update_or_create)(  # type: ignore[no-any-return]
+            defaults=defaults, create_defaults=create_defaults, **kwargs
+        )
+
+    async def acontains(self, obj: M) -> bool:
+        """``contains()`` through the bridge."""
+        return await bridged(self._aio_target().contains)(obj)  # type: ignore[no-any-return]
+
+    async def aexplain(self, *, format: str | None = None, **options: Any) -> str:
+        """``explain()`` through the bridge."""
+        return await bridged(self._aio_target().explain)(format=format, **options)  # type: ignore[no-any-return]
+
+    async def aaggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """``aggregate()`` through the bridge."""
+        return await bridged(self._aio_target().aggregate)(*args, **kwargs)  # type: ignore[no-any-return]
+
+    async def alist(self) -> list[M]:
+        """Evaluate the queryset (one query, prefetches included) and return its rows."""
+        qs = self._aio_queryset()
+        await bridged(qs._fetch_all)()
+        return list(qs._result_cache)  # type: ignore[attr-defined]
+
+    async def aiterator(self, chunk_size: int = 2000) -> AsyncIterator[M]:
+        """Stream the rows with a server-side cursor, ``chunk_size`` rows at a time.
+
+        Memory stays flat however many rows there are; the task holds one
+        connection until the iteration ends or is abandoned.
+        """
+        qs = self._aio_queryset()
+        if chunk_size <= 0:
+            raise ValueError("Chunk size must be strictly positive.")
+        from ._bridge import bridgeable
+
+        if not bridgeable(qs.db):
+            async for item in QuerySet.aiterator(qs, chunk_size):
+                yield item
+            return
+        use_chunked_fetch = not connections.settings[qs.db].get("DISABLE_SERVER_SIDE_CURSORS")
+        iterable = qs._iterable_class(qs, chunked_fetch=use_chunked_fetch, chunk_size=chunk_size)  # type: ignore[attr-defined]
+        lookups = qs._prefetch_related_lookups  # type: ignore[attr-defined]
+        if not lookups:
+            async for item in iterate_chunks(iterable):
+                yield item
+            return
+        results: list[M] = []
+        async for item in iterate_chunks(iterable):
+            results.append(item)
+            if len(results) >= chunk_size:
+                await bridged(prefetch_related_objects)(results, *lookups)
+                for result in results:
+                    yield result
+                results.clear()
+        if results:
+            await bridged(prefetch_related_objects)(results, *lookups)
+            for result in results:
+                yield result
+
+    if TYPE_CHECKING:
+        # Django's chain methods, typed (at run time they are Django's own).
+        def all(self) -> AsyncQuerySet[M]: ...
+        def filter(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
+        def exclude(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
+        def annotate(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
+        def alias(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
+        def order_by(self, *field_names: Any) -> AsyncQuerySet[M]: ...
+        def distinct(self, *field_names: str) -> AsyncQuerySet[M]: ...
+        def select_related(self, *fields: str) -> AsyncQuerySet[M]: ...
+        def prefetch_related(self, *lookups: Any) -> AsyncQuerySet[M]: ...
+        def only(self, *fields: str) -> AsyncQuerySet[M]: ...
+        def defer(self, *fields: str) -> AsyncQuerySet[M]: ...
+        def using(self, alias: str | None) -> AsyncQuerySet[M]: ...
+        def select_for_update(self, **kwargs: Any) -> AsyncQuerySet[M]: ...
+        def none(self) -> AsyncQuerySet[M]: ...
+        def values(self, *fields: Any, **expressions: Any) -> AsyncQuerySet[Any]: ...
+        def values_list(self, *fields: Any, **kwargs: Any) -> AsyncQuerySet[Any]: ...
+        def union(self, *other_qs: Any, all: bool = False) -> AsyncQuerySet[M]: ...
+        def intersection(self, *other_qs: Any) -> AsyncQuerySet[M]: ...
+        def difference(self, *other_qs: Any) -> AsyncQuerySet[M]: ...
+        def get(self, *args: Any, **kwargs: Any) -> M: ...
+        def count(self) -> int: ...
+
+
+class AsyncQuerySet(AsyncQueryMethods[M], QuerySet):  # type: ignore[misc]
+    """A Django ``QuerySet`` whose async methods run on the event loop; plus ``alist()``."""
+
+    def __aiter__(self) -> AsyncIterator[M]:
+        async def rows() -> AsyncIterator[M]:
+            await bridged(self._fetch_all)()
+            for item in self._result_cache:
+                yield item
+
+        return rows()
+
+
+class AsyncManager(AsyncQueryMethods[M], BaseManager.from_queryset(AsyncQuerySet)):  # type: ignore[misc]
+    """A real Django manager (admin, forms and sync code work) returning ``AsyncQuerySet``.
+
+    ``objects: AsyncManager[Pizza] = AsyncManager()``.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Related managers subclass the model's default manager and define
+        # their own a* methods with sync_to_async; bridge those too (Note
+        # [How drop-in patches Django] does it for every manager).
+        super().__init_subclass__(**kwargs)
+        for name in _RELATED_ASYNC_METHODS:
+            if name in cls.__dict__:
+                setattr(cls, name, _bridged_method(name[1:]))
+
+    if TYPE_CHECKING:
+
+        def get_queryset(self) -> AsyncQuerySet[M]: ...
+
+
+_RELATED_ASYNC_METHODS = (
+    "aadd",
+    "aremove",
+    "aclear",
+    "aset",
+    "acreate",
+    "aget_or_create",
+    "aupdate_or_create",
+)
+
+
+def _bridged_method(name: str) -> Callable[..., Any]:
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return await bridged(getattr(self, name))(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = f"a{name}"
+    method.__doc__ = f"``{name}()`` through the bridge."
+    return method
+
+
+# Migrations refer to managers by import path; use the public one.
+AsyncManager.__module__ = "django_aio.orm"
+AsyncQuerySet.__module__ = "django_aio.orm"
