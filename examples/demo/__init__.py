@@ -1,0 +1,1 @@
+"""A small ASGI Django project whose views use django-aio."""
