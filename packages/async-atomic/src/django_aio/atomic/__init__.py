@@ -1,3 +1,60 @@
-"""django_aio.atomic (under construction)."""
+"""django_aio.atomic: async transactions for Django on PostgreSQL.
 
-__all__: list[str] = []
+- ``async_atomic()``: Django's ``atomic`` for async code, with the connection
+  pinned to the task; ``set_rollback``, ``get_rollback``,
+  ``mark_for_rollback_on_error`` and ``on_commit`` for it.
+- An explicit transaction API (the semantics of django-subatomic) that works
+  in sync code (``with`` / decorators of ``def``) and async code
+  (``async with`` / decorators of ``async def``): ``transaction``,
+  ``transaction_if_not_already``, ``savepoint``, ``transaction_required``,
+  ``durable``, ``run_after_commit``, ``in_transaction``,
+  ``dbs_with_open_transactions``.
+"""
+
+from ._async_atomic import (
+    AsyncAtomic,
+    async_atomic,
+    get_rollback,
+    mark_for_rollback_on_error,
+    on_commit,
+    set_rollback,
+)
+from ._errors import (
+    DanglingTransaction,
+    NotADecorator,
+    TransactionAlreadyOpen,
+    TransactionError,
+    TransactionRequired,
+)
+from ._explicit import (
+    dbs_with_open_transactions,
+    durable,
+    in_transaction,
+    run_after_commit,
+    savepoint,
+    transaction,
+    transaction_if_not_already,
+    transaction_required,
+)
+
+__all__ = [
+    "AsyncAtomic",
+    "DanglingTransaction",
+    "NotADecorator",
+    "TransactionAlreadyOpen",
+    "TransactionError",
+    "TransactionRequired",
+    "async_atomic",
+    "dbs_with_open_transactions",
+    "durable",
+    "get_rollback",
+    "in_transaction",
+    "mark_for_rollback_on_error",
+    "on_commit",
+    "run_after_commit",
+    "savepoint",
+    "set_rollback",
+    "transaction",
+    "transaction_if_not_already",
+    "transaction_required",
+]

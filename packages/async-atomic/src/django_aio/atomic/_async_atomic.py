@@ -1,0 +1,251 @@
+"""``async_atomic``: Django's ``atomic`` for async code.
+
+Note [One state machine]
+~~~~~~~~~~~~~~~~~~~~~~~~
+``async_atomic`` does not reimplement transactions. It pins a connection to
+the task (``AsyncConnection.pinned()``) and runs Django's own
+``transaction.Atomic.__enter__`` / ``__exit__`` on it through ``run_sync``.
+Savepoints, ``needs_rollback``, ``on_commit`` lists, durable checks and the
+test-case marks are Django's, so ``async_atomic`` and a bridged ``atomic()``
+nest freely on the same connection. Nested blocks in one task nest their
+pins (each ``pinned()`` is one more hold of the same connection).
+
+Note [Uncancellable exit]
+~~~~~~~~~~~~~~~~~~~~~~~~~
+The exit (commit or rollback, then the after-commit callbacks) must finish
+even if the task is cancelled again meanwhile: anyio-style cancel scopes
+cancel on every await, and a rollback interrupted half-way would leave
+Django's state and the server disagreeing. So the exit runs in a child task
+that borrows the owner's connection (the lending of django_aio.conn, Note
+[Transactions and child tasks]) and is shielded; the owner waits for it to
+finish and only then re-raises the cancellation. A cancelled block therefore
+always rolls back, and its connection goes back to the pool clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+from django.db import DEFAULT_DB_ALIAS
+from django.db.transaction import Atomic, TransactionManagementError
+
+from django_aio.conn import async_connections, run_sync
+from django_aio.conn._scope import lending
+
+from ._callbacks import Callback
+from ._state import current_wrapper
+
+__all__ = [
+    "AsyncAtomic",
+    "async_atomic",
+    "get_rollback",
+    "mark_for_rollback_on_error",
+    "on_commit",
+    "set_rollback",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Entry:
+    __slots__ = ("atomic", "pinned")
+
+    def __init__(self, pinned: AbstractAsyncContextManager[Any], atomic: Atomic) -> None:
+        self.pinned = pinned
+        self.atomic = atomic
+
+
+class AsyncAtomic:
+    """The object ``async_atomic()`` returns: an async context manager and decorator.
+
+    Reentrant and safe to share between tasks, like Django's ``Atomic``: the
+    state of each open block lives on the connection and in a per-task stack.
+    """
+
+    def __init__(self, using: str | None, savepoint: bool, durable: bool) -> None:
+        self.using = DEFAULT_DB_ALIAS if using is None else using
+        self.savepoint = savepoint
+        self.durable = durable
+        self._open: dict[asyncio.Task[Any], list[_Entry]] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"async_atomic(using={self.using!r}, savepoint={self.savepoint}, "
+            f"durable={self.durable})"
+        )
+
+    def __call__(
+        self, func: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]:
+        if not inspect.iscoroutinefunction(func):
+            raise TypeError(
+                f"async_atomic() decorates `async def` functions; {func!r} is not one. "
+                f"Use django.db.transaction.atomic() for sync functions."
+            )
+
+        @functools.wraps(func)
+        async def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+            async with self:
+                return await func(*args, **kwargs)
+
+        return inner
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        pinned = async_connections[self.using].pinned()
+        await pinned.__aenter__()
+        atomic = Atomic(self.using, self.savepoint, self.durable)
+        try:
+            await run_sync(atomic.__enter__)
+        except BaseException as exc:
+            await pinned.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._open.setdefault(task, []).append(_Entry(pinned, atomic))
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        stack = self._open[task]
+        entry = stack.pop()
+        if not stack:
+            del self._open[task]
+        try:
+            # lending() must run in the owner task: it lends the owner's leases.
+            await lending(_exit_in_child(entry.atomic, exc_type, exc, tb))
+        finally:
+            await entry.pinned.__aexit__(None, None, None)
+
+
+async def _exit_in_child(
+    atomic: Atomic,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> None:
+    # Created inside lending(): the child borrows the owner's connection
+    # (Note [Uncancellable exit]).
+    child = asyncio.create_task(
+        run_sync(atomic.__exit__, exc_type, exc, tb), name="django_aio.atomic exit"
+    )
+    await _uncancellable(child)
+
+
+async def _uncancellable(future: asyncio.Future[None]) -> None:
+    """Wait for ``future`` to finish, then re-raise any cancellation received meanwhile."""
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.done():
+                raise
+            cancelled = True
+            continue
+        break
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+@overload
+def async_atomic(using: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+
+@overload
+def async_atomic(
+    using: str | None = None, savepoint: bool = True, durable: bool = False
+) -> AsyncAtomic: ...
+
+
+def async_atomic(
+    using: str | None | Callable[P, Coroutine[Any, Any, R]] = None,
+    savepoint: bool = True,
+    durable: bool = False,
+) -> AsyncAtomic | Callable[P, Coroutine[Any, Any, R]]:
+    """Django's ``transaction.atomic`` for async code.
+
+    ``async with async_atomic():`` or ``@async_atomic`` / ``@async_atomic(...)``
+    on an ``async def``. Commits when the block succeeds and rolls back when it
+    raises (cancellation included); nested blocks are savepoints, so an inner
+    failure undoes only the inner block. ``savepoint=False`` and
+    ``durable=True`` behave as in Django.
+
+    The connection is pinned to the task for the whole block: ORM calls and
+    signal receivers in the block run in the transaction, and tasks created
+    inside the block (``gather``, ``create_task``) are refused the connection
+    with ``ConnectionOwnedByAnotherTask``; give them their own with
+    ``async_connections.independent_connection()``.
+    """
+    if callable(using):
+        return AsyncAtomic(DEFAULT_DB_ALIAS, savepoint, durable)(using)
+    return AsyncAtomic(using, savepoint, durable)
+
+
+def _held_wrapper(using: str | None) -> Any:
+    alias = DEFAULT_DB_ALIAS if using is None else using
+    wrapper = current_wrapper(alias)
+    if wrapper is None or not wrapper.in_atomic_block:
+        raise TransactionManagementError(
+            f"The rollback flag doesn't work outside of an 'atomic' block: no "
+            f"async_atomic() block is open on database {alias!r} in this task."
+        )
+    return wrapper
+
+
+async def get_rollback(using: str | None = None) -> bool:
+    """Whether the innermost open block of this task will roll back (Django's ``get_rollback``)."""
+    return bool(_held_wrapper(using).get_rollback())
+
+
+async def set_rollback(rollback: bool, using: str | None = None) -> None:
+    """Mark the innermost open block of this task to roll back (or not) when it exits.
+
+    As Django's ``set_rollback``: only inside an ``async_atomic()`` block.
+    """
+    _held_wrapper(using).set_rollback(rollback)
+
+
+@asynccontextmanager
+async def mark_for_rollback_on_error(using: str | None = None) -> AsyncIterator[None]:
+    """If the block raises inside a transaction, mark the transaction for rollback.
+
+    Django's ``mark_for_rollback_on_error`` for async code: it does not open a
+    transaction (one query in autocommit stays one query), but an error inside
+    an open ``async_atomic()`` block dooms that block, as the error would if it
+    had come from the ORM. Also a decorator of ``async def`` functions.
+    """
+    try:
+        yield
+    except Exception as exc:
+        alias = DEFAULT_DB_ALIAS if using is None else using
+        wrapper = current_wrapper(alias)
+        if wrapper is not None and wrapper.in_atomic_block:
+            wrapper.needs_rollback = True
+            wrapper.rollback_exc = exc
+        raise
+
+
+async def on_commit(func: Callback, using: str | None = None, robust: bool = False) -> None:
+    """Run ``func`` (sync or ``async def``) after this task's transaction on ``using`` commits.
+
+    Same as ``await async_connections[using].on_commit(func, robust)``, and as
+    Django's ``on_commit``: callbacks run after the outermost block commits,
+    in registration order, and are dropped when the transaction, or the
+    savepoint they were registered in, rolls back. Outside a transaction
+    ``func`` runs at once. With ``robust=True`` an exception from ``func`` is
+    logged and the next callback runs.
+    """
+    alias = DEFAULT_DB_ALIAS if using is None else using
+    await async_connections[alias].on_commit(func, robust=robust)
