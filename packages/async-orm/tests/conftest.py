@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import threading
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from django.apps import apps
 from django.db import connections, transaction
+from django.db.backends.utils import CursorWrapper
 
-from django_aio.conn import async_connections, run_sync
+from django_aio.conn import async_connections, in_bridge, run_sync
 
 
 def _truncate() -> None:
@@ -55,3 +60,55 @@ async def atomic(using: str = "default") -> AsyncIterator[None]:
             raise
         else:
             await run_sync(block.__exit__, None, None, None)
+
+
+class SqlLog:
+    """Where each SQL statement ran: ``(thread id, in the bridge?, sql)``."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, bool, str]] = []
+
+    def threads(self) -> set[int]:
+        return {thread for thread, _, _ in self.entries}
+
+    def outside_bridge(self) -> list[str]:
+        return [sql for _, bridged, sql in self.entries if not bridged]
+
+    def statements(self) -> list[str]:
+        return [sql for _, _, sql in self.entries]
+
+
+@pytest.fixture
+def sql_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlLog]:
+    """Records the thread and bridge state of every statement Django executes."""
+    log = SqlLog()
+    original = CursorWrapper._execute_with_wrappers
+
+    def record(self: Any, sql: Any, *args: Any, **kwargs: Any) -> Any:
+        log.entries.append((threading.get_ident(), in_bridge(), str(sql)))
+        return original(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(CursorWrapper, "_execute_with_wrappers", record)
+    yield log
+
+
+@pytest.fixture(autouse=True)
+def loop_thread_only(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In drop-in mode, every statement of every test runs on the loop's thread, bridged.
+
+    Tests that turn drop-in off are marked ``threads_allowed``.
+    """
+    if request.node.get_closest_marker("threads_allowed"):
+        yield
+        return
+    log: SqlLog = request.getfixturevalue("sql_log")
+    yield
+    main = threading.get_ident()
+    assert log.threads() <= {main}, "ORM work ran in another thread"
+    assert log.outside_bridge() == [], "ORM work ran outside the bridge"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "threads_allowed: the test runs Django's thread-based async path"
+    )

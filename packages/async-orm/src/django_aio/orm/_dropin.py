@@ -15,7 +15,10 @@ the thread. ``aget_object_or_404`` and friends call these methods.
 
 ``aiterator()`` is the exception: its chunks must share one connection (the
 server-side cursor lives on it), so ``BaseIterable._async_generator`` is
-replaced by ``iterate_chunks`` (Note [Chunked iteration]).
+replaced by ``iterate_chunks`` (Note [Chunked iteration]). The database
+session backend and (Django 6+) ``AsyncPaginator`` use ``sync_to_async`` the
+same way for ORM work and are patched too; ``django.contrib.auth``'s async
+methods are not: they hash passwords, CPU work that would stall the loop.
 
 Every patch keeps the original, so turning drop-in off restores Django exactly.
 """
@@ -48,7 +51,13 @@ _SYNC_TO_ASYNC_MODULES = (
     "django.db.models.base",
     "django.db.models.fields.related_descriptors",
 )
-_CONTENTTYPES_MODULE = "django.contrib.contenttypes.fields"
+# Modules of contrib apps (patched when the app is installed) and of Django
+# versions that have them.
+_OPTIONAL_MODULES = (
+    ("django.contrib.contenttypes.fields", "django.contrib.contenttypes"),
+    ("django.contrib.sessions.backends.db", "django.contrib.sessions"),
+    ("django.core.paginator", None),
+)
 
 # (owner, attribute name, original value), in the order they were applied.
 _applied: list[tuple[Any, str, Any]] = []
@@ -109,10 +118,12 @@ def enable_drop_in() -> None:
     from django.db.models.fields import related_descriptors as rd
 
     modules = [importlib.import_module(name) for name in _SYNC_TO_ASYNC_MODULES]
-    if apps.is_installed("django.contrib.contenttypes"):
-        modules.append(importlib.import_module(_CONTENTTYPES_MODULE))
+    for name, app in _OPTIONAL_MODULES:
+        if app is None or apps.is_installed(app):
+            modules.append(importlib.import_module(name))
     for module in modules:
-        _patch(module, "sync_to_async", bridged_sync_to_async)
+        if hasattr(module, "sync_to_async"):
+            _patch(module, "sync_to_async", bridged_sync_to_async)
 
     _original_async_generator = query.BaseIterable.__dict__["_async_generator"]
     _patch(query.BaseIterable, "_async_generator", _async_generator)
