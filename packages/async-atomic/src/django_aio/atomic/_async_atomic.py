@@ -247,5 +247,8 @@ async def on_commit(func: Callback, using: str | None = None, robust: bool = Fal
     ``func`` runs at once. With ``robust=True`` an exception from ``func`` is
     logged and the next callback runs.
     """
+    if not callable(func):
+        # Checked here, not when the commit calls it: by then the data is committed.
+        raise TypeError("on_commit()'s callback must be a callable.")
     alias = DEFAULT_DB_ALIAS if using is None else using
     await async_connections[alias].on_commit(func, robust=robust)
