@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.transaction import TransactionManagementError
 
-from ._greenlet import await_
+from ._greenlet import await_, start
 from ._pool import pool_for
 from ._scope import find_borrowable, pop_pin, push_pin
 
@@ -95,8 +95,12 @@ class AsyncConnection:
             self._borrowed = False
             lease.lock.release()
             return
-        # Shielded: a second cancellation must not strand the connection.
-        await asyncio.shield(lease.pool.release(lease))
+        # Shielded: a second cancellation must not strand the connection. The
+        # return usually completes without waiting; only the rest, if any,
+        # needs a task of its own (Note [Fast path] in _greenlet.py).
+        done, rest = start(lease.pool.release(lease))
+        if not done:
+            await asyncio.shield(rest)
 
     async def release_all(self) -> None:
         if self._holds:

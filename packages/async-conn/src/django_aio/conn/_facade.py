@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.client_cursor import ClientCursorMixin
 
-from ._greenlet import await_
+from ._greenlet import await_, await_coroutine
 
 __all__ = ["AsyncServerSideClientCursor", "SyncConnection", "SyncCopy", "SyncCursor"]
 
@@ -65,14 +65,16 @@ class SyncCursor:
     def executemany(self, query: Any, params_seq: Iterable[Any], **kwargs: Any) -> None:
         await_(self.acursor.executemany(query, params_seq, **kwargs))
 
+    # Fetching from a client-side cursor reads rows already received, so the
+    # coroutine usually finishes at once (Note [Fast path] in _greenlet.py).
     def fetchone(self) -> Any:
-        return await_(self.acursor.fetchone())
+        return await_coroutine(self.acursor.fetchone())
 
     def fetchmany(self, size: int = 0) -> list[Any]:
-        return await_(self.acursor.fetchmany(size))
+        return await_coroutine(self.acursor.fetchmany(size))
 
     def fetchall(self) -> list[Any]:
-        return await_(self.acursor.fetchall())
+        return await_coroutine(self.acursor.fetchall())
 
     def __iter__(self) -> Iterator[Any]:
         while True:
@@ -108,7 +110,7 @@ class SyncCursor:
         return args
 
     def close(self) -> None:
-        await_(self.acursor.close())
+        await_coroutine(self.acursor.close())
         self.connection.forget(self)
 
     @property

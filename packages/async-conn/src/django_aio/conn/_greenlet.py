@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, ParamSpec, TypeVar, cast
 
 from greenlet import getcurrent, greenlet
 
 from ._errors import BridgeRequired
 
-__all__ = ["BridgeGreenlet", "await_", "drive", "in_bridge"]
+__all__ = ["BridgeGreenlet", "await_", "await_coroutine", "drive", "in_bridge", "start"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -72,6 +72,63 @@ def await_(awaitable: Awaitable[T]) -> T:
             "django_aio.conn.run_sync(); in async code, use `await` directly."
         )
     return cast(T, current.parent.switch(awaitable))
+
+
+class _Yield:
+    """Re-yields one value a coroutine gave its task, and returns what the task sends back."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self.value)
+
+
+async def _resume(coro: Coroutine[Any, Any, T], yielded: Any) -> T:
+    # Drives a coroutine whose first step already ran elsewhere, exactly as
+    # its task would have: futures it yields go up to our task and results
+    # come back down.
+    while True:
+        try:
+            sent = await _Yield(yielded)
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return cast(T, stop.value)
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return cast(T, stop.value)
+
+
+def start(coro: Coroutine[Any, Any, T]) -> tuple[bool, Any]:
+    """Run ``coro`` up to its first suspension.
+
+    Returns ``(True, result)`` if it finished without waiting, else
+    ``(False, awaitable)`` whose awaiting finishes it. Note [Fast path]: many
+    psycopg coroutines (fetching from a client-side cursor, returning a
+    connection to an uncontended pool) never wait; running them straight
+    through saves a round trip through the event loop.
+    """
+    try:
+        yielded = coro.send(None)
+    except StopIteration as stop:
+        return True, stop.value
+    return False, _resume(coro, yielded)
+
+
+def await_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """``await_`` for a coroutine, with the fast path of ``start()``."""
+    if not isinstance(getcurrent(), BridgeGreenlet):
+        return await_(coro)  # raises BridgeRequired, closing the coroutine
+    done, value = start(coro)
+    if done:
+        return cast(T, value)
+    return cast(T, await_(value))
 
 
 async def drive(unit: object, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
