@@ -141,3 +141,27 @@ async def test_async_receivers_run_inside_the_senders_transaction() -> None:
         signal.disconnect(receiver)
     assert seen == [1]
     assert await run_sync(_count) == 0  # both writes rolled back together
+
+
+async def test_a_task_ending_with_a_held_connection_gives_it_back(
+    database_options: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    database_options["pool"] = {"min_size": 1, "max_size": 1, "timeout": 2.0}
+
+    async def leaky() -> None:
+        await async_connections["default"].hold()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="django_aio.conn"):
+            await asyncio.create_task(leaky(), name="leaky")
+            await asyncio.sleep(0.05)
+        # The pool has one connection: without the safety net this would time out.
+        assert await run_sync(_count) == 0
+    finally:
+        await async_connections.close_pools()
+    assert (
+        "task 'leaky' ended while holding a connection to database 'default'; it was "
+        "closed instead of returned to the pool." in caplog.text
+    )

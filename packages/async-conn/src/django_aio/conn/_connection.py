@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
+import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["AsyncConnection"]
 
 ExecuteWrapper = Callable[..., Any]
+logger = logging.getLogger("django_aio.conn")
+# Strong references to fire-and-forget tasks (the loop keeps only weak ones).
+_background: set[asyncio.Task[None]] = set()
 
 
 class AsyncConnection:
@@ -48,6 +52,7 @@ class AsyncConnection:
         )
         self.execute_wrappers: list[ExecuteWrapper] = []
         self._force_debug_cursor = False
+        self._watching_task = False
 
     def __repr__(self) -> str:
         state = "held" if self.lease is not None else "idle"
@@ -74,6 +79,7 @@ class AsyncConnection:
                 self._borrowed = True
             else:
                 lease = await pool_for(self.alias).acquire()
+                self._watch_task()
                 wrapper = lease.wrapper
                 wrapper.queries_log = self.queries_log
                 wrapper.execute_wrappers = self.execute_wrappers
@@ -101,6 +107,33 @@ class AsyncConnection:
         done, rest = start(lease.pool.release(lease))
         if not done:
             await asyncio.shield(rest)
+
+    def _watch_task(self) -> None:
+        # The safety net behind "a request's connections are released when it
+        # ends": an ASGI request runs in its own task, and a task that ends
+        # while still holding a connection (a hold() never undone, a task
+        # destroyed mid-block) must not keep it from the pool.
+        if not self._watching_task:
+            self._watching_task = True
+            self.scope.task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        lease = self.lease
+        if lease is None or self._borrowed:
+            return
+        self.lease, self._holds = None, 0
+        logger.warning(
+            "task %r ended while holding a connection to database %r; it was closed "
+            "instead of returned to the pool. Leave every cursor or transaction block "
+            "before the task ends.",
+            task.get_name(),
+            self.alias,
+        )
+        loop = task.get_loop()
+        if not loop.is_closed():
+            closing = loop.create_task(lease.pool.release(lease, discard=True))
+            _background.add(closing)
+            closing.add_done_callback(_background.discard)
 
     async def release_all(self) -> None:
         if self._holds:

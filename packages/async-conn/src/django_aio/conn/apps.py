@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
 
 class AsyncConnConfig(AppConfig):
@@ -20,12 +21,21 @@ class AsyncConnConfig(AppConfig):
         checks.register(check_engines, checks.Tags.database)
 
 
+def _bridgeable(engine: str) -> bool:
+    from django.db.utils import load_backend
+
+    try:
+        return bool(getattr(load_backend(engine).DatabaseWrapper, "django_aio_bridgeable", False))
+    except ImproperlyConfigured:
+        return False
+
+
 def check_engines(**kwargs: object) -> list[checks.CheckMessage]:
     """Warn when no database alias can be used by django_aio."""
     from django.conf import settings
 
     engine = "django_aio.conn.backends.postgresql"
-    if any(db.get("ENGINE", "").startswith(engine) for db in settings.DATABASES.values()):
+    if any(_bridgeable(db.get("ENGINE", "")) for db in settings.DATABASES.values()):
         return []
     return [
         checks.Warning(
