@@ -14,8 +14,9 @@ included), through ``run_sync``; aliases whose ENGINE is not django_aio's keep
 the thread. ``aget_object_or_404`` and friends call these methods.
 
 ``aiterator()`` is the exception: its chunks must share one connection (the
-server-side cursor lives on it), so ``BaseIterable._async_generator`` is
-replaced by ``iterate_chunks`` (Note [Chunked iteration]). The database
+server-side cursor lives on it), so ``QuerySet.aiterator`` and
+``BaseIterable._async_generator`` are replaced by versions over
+``iterate_chunks`` (Note [Chunked iteration]). The database
 session backend and (Django 6+) ``AsyncPaginator`` use ``sync_to_async`` the
 same way for ORM work and are patched too; ``django.contrib.auth``'s async
 methods are not: they hash passwords, CPU work that would stall the loop.
@@ -42,6 +43,7 @@ from ._guards import (
     queryset_message,
     relation_message,
 )
+from ._iteration import aiterator as iterate_queryset
 from ._iteration import iterate_chunks
 
 __all__ = ["disable_drop_in", "drop_in", "drop_in_enabled", "enable_drop_in"]
@@ -127,6 +129,13 @@ def enable_drop_in() -> None:
 
     _original_async_generator = query.BaseIterable.__dict__["_async_generator"]
     _patch(query.BaseIterable, "_async_generator", _async_generator)
+    original_aiterator = query.QuerySet.__dict__["aiterator"]
+
+    def aiterator(self: Any, chunk_size: int = 2000) -> Any:
+        return iterate_queryset(self, chunk_size, original_aiterator)
+
+    functools.update_wrapper(aiterator, original_aiterator)
+    _patch(query.QuerySet, "aiterator", aiterator)
 
     for klass, joinable in (
         (rd.ForwardManyToOneDescriptor, True),

@@ -20,13 +20,59 @@ in a greenlet bound to the held lease itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from itertools import islice
 from typing import Any
 
+from django.db import connections
+from django.db.models import prefetch_related_objects
+
 from django_aio.conn import async_connections, run_sync
 
-__all__ = ["iterate_chunks"]
+from ._bridge import bridgeable
+
+__all__ = ["aiterator", "iterate_chunks"]
+
+
+async def aiterator(
+    queryset: Any, chunk_size: int, fallback: Callable[[Any, int], AsyncIterator[Any]]
+) -> AsyncIterator[Any]:
+    """``QuerySet.aiterator()`` over ``iterate_chunks`` (Note [Chunked iteration]).
+
+    ``fallback`` (Django's own ``aiterator``) serves aliases that are not bridgeable.
+    """
+    if chunk_size <= 0:
+        raise ValueError("Chunk size must be strictly positive.")
+    if not bridgeable(queryset.db):
+        async with aclosing(fallback(queryset, chunk_size)) as rows:  # type: ignore[type-var]
+            async for item in rows:
+                yield item
+        return
+    use_chunked_fetch = not connections.settings[queryset.db].get("DISABLE_SERVER_SIDE_CURSORS")
+    iterable = queryset._iterable_class(
+        queryset, chunked_fetch=use_chunked_fetch, chunk_size=chunk_size
+    )
+    lookups = queryset._prefetch_related_lookups
+    # aclosing: closing this generator must close the inner one at once, in
+    # this task, rather than leave it to the loop's finalizer.
+    async with aclosing(iterate_chunks(iterable)) as rows:
+        if not lookups:
+            async for item in rows:
+                yield item
+            return
+        results: list[Any] = []
+        async for item in rows:
+            results.append(item)
+            if len(results) >= chunk_size:
+                await run_sync(prefetch_related_objects, results, *lookups)
+                for result in results:
+                    yield result
+                results.clear()
+        if results:
+            await run_sync(prefetch_related_objects, results, *lookups)
+            for result in results:
+                yield result
 
 
 async def iterate_chunks(iterable: Any) -> AsyncIterator[Any]:

@@ -8,20 +8,24 @@ and sync code keep working with these managers.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import connections
-from django.db.models import Model, QuerySet, prefetch_related_objects
+from django.db.models import Model, QuerySet
 from django.db.models.manager import BaseManager
 
 from ._bridge import maybe_bridged
-from ._iteration import iterate_chunks
+from ._iteration import aiterator
 
 __all__ = ["AsyncManager", "AsyncQueryMethods", "AsyncQuerySet"]
 
 M = TypeVar("M", bound=Model)
 T = TypeVar("T")
+
+
+# Django's own aiterator, whatever drop-in mode did to QuerySet since.
+_django_aiterator = QuerySet.__dict__["aiterator"]
 
 
 def bridged(fn: Callable[..., T]) -> Callable[..., Any]:
@@ -143,34 +147,9 @@ class AsyncQueryMethods(Generic[M]):
         Memory stays flat however many rows there are; the task holds one
         connection until the iteration ends or is abandoned.
         """
-        qs = self._aio_queryset()
-        if chunk_size <= 0:
-            raise ValueError("Chunk size must be strictly positive.")
-        from ._bridge import bridgeable
-
-        if not bridgeable(qs.db):
-            async for item in QuerySet.aiterator(qs, chunk_size):
+        async with aclosing(aiterator(self._aio_queryset(), chunk_size, _django_aiterator)) as rows:
+            async for item in rows:
                 yield item
-            return
-        use_chunked_fetch = not connections.settings[qs.db].get("DISABLE_SERVER_SIDE_CURSORS")
-        iterable = qs._iterable_class(qs, chunked_fetch=use_chunked_fetch, chunk_size=chunk_size)  # type: ignore[attr-defined]
-        lookups = qs._prefetch_related_lookups  # type: ignore[attr-defined]
-        if not lookups:
-            async for item in iterate_chunks(iterable):
-                yield item
-            return
-        results: list[M] = []
-        async for item in iterate_chunks(iterable):
-            results.append(item)
-            if len(results) >= chunk_size:
-                await bridged(prefetch_related_objects)(results, *lookups)
-                for result in results:
-                    yield result
-                results.clear()
-        if results:
-            await bridged(prefetch_related_objects)(results, *lookups)
-            for result in results:
-                yield result
 
     if TYPE_CHECKING:
         # Django's chain methods, typed (at run time they are Django's own).
