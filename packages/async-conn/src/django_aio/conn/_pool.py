@@ -152,13 +152,14 @@ def _pool_options(alias: str, settings_dict: Mapping[str, Any]) -> dict[str, Any
 
 def _fingerprint(settings_dict: Mapping[str, Any]) -> tuple[Any, ...]:
     # Test runners rename NAME in place when they create the test database;
-    # a pool opened before that must not be reused after it.
+    # a pool opened before that must not be reused after it. Checked on every
+    # checkout, so it stays a flat tuple compared by equality.
     return (
         settings_dict.get("NAME"),
         settings_dict.get("USER"),
         settings_dict.get("HOST"),
         settings_dict.get("PORT"),
-        repr(sorted(settings_dict.get("OPTIONS", {}).items(), key=lambda kv: kv[0])),
+        tuple(settings_dict.get("OPTIONS", {}).items()),
         settings.USE_TZ,
         settings.TIME_ZONE,
     )
@@ -196,11 +197,14 @@ class AliasPool:
                 **{"name": f"django_aio:{alias}", **self.options},
             )
         )
+        self._opened = False
         self.max_size: int = self.options["max_size"]
         self.timeout: float = float(self.options["timeout"])
 
     async def getconn(self) -> PooledConnection:
-        await self.pool.open()
+        if not self._opened:
+            await self.pool.open()
+            self._opened = True
         started = time.monotonic()
         try:
             return await self.pool.getconn()
