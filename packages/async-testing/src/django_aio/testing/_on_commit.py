@@ -1,0 +1,180 @@
+"""``on_commit`` callbacks that run in rollback tests as they would in production.
+
+Note [Realistic on_commit]
+~~~~~~~~~~~~~~~~~~~~~~~~~~
+In a rollback test every query runs inside the test's own atomic block, so
+Django sees each ``atomic()`` of the code under test as a nested savepoint and
+never runs ``on_commit`` callbacks. For the test's connection we mark the
+test's block (the *base*) and treat the first block above it as what it is in
+production, the outermost transaction:
+
+- ``on_commit()`` with only the base open runs the callback at once, as
+  Django does in autocommit mode;
+- when the outermost block exits without error, the callbacks registered in it
+  run, in order, as after a real commit; a block that rolls back drops them
+  (Django's savepoint bookkeeping already does that);
+- an outermost block entered with ``savepoint=False`` still gets a savepoint,
+  because in production its failure rolls the whole transaction back and later
+  queries of the test must keep working, as they would after that rollback.
+
+Only connections carrying a ``TestTransaction`` are affected; Django's
+``Atomic`` is patched once to consult it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+__all__ = ["CapturedCallbacks", "TestTransaction", "install"]
+
+STATE = "django_aio_test_transaction"
+logger = logging.getLogger("django.db.backends.base")
+
+
+@dataclass
+class CapturedCallbacks:
+    """Callbacks caught by a capture block: what the user sees, and how to run them."""
+
+    callbacks: list[Callable[[], Any]] = field(default_factory=list)
+    runnable: list[tuple[Callable[[], Any], bool]] = field(default_factory=list)
+    open: bool = True
+
+    def add(self, func: Callable[[], Any], robust: bool) -> None:
+        # django_aio.conn wraps async callbacks; show the user's own function.
+        self.callbacks.append(getattr(func, "__wrapped__", func))
+        self.runnable.append((func, robust))
+
+
+class _Captured:
+    """A callback registered while a capture block was open."""
+
+    def __init__(self, func: Callable[[], Any], robust: bool, capture: CapturedCallbacks) -> None:
+        self.func = func
+        self.robust = robust
+        self.capture = capture
+        # Django names the callback by its __qualname__ when a robust one fails.
+        self.__qualname__ = getattr(func, "__qualname__", repr(func))
+
+    def __call__(self) -> Any:
+        return self.func()
+
+
+def call_hook(func: Callable[[], Any], robust: bool) -> None:
+    """Run one callback as Django's ``run_and_clear_commit_hooks`` does."""
+    if isinstance(func, _Captured):
+        func.capture.add(func.func, func.robust)
+        return
+    if not robust:
+        func()
+        return
+    try:
+        func()
+    except Exception as exc:
+        logger.error(
+            f"Error calling {getattr(func, '__qualname__', func)} in on_commit() (%s).",
+            exc,
+            exc_info=True,
+        )
+
+
+class TestTransaction:
+    """Marks the test's atomic block on one connection (Note [Realistic on_commit])."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.base_depth = len(connection.atomic_blocks)
+        self.captures: list[CapturedCallbacks] = []
+
+    def attach(self) -> None:
+        install()
+        setattr(self.connection, STATE, self)
+        self.connection.on_commit = self.on_commit
+
+    def detach(self) -> None:
+        vars(self.connection).pop(STATE, None)
+        vars(self.connection).pop("on_commit", None)
+
+    def in_user_block(self) -> bool:
+        return len(self.connection.atomic_blocks) > self.base_depth
+
+    def on_commit(self, func: Callable[[], Any], robust: bool = False) -> None:
+        if not callable(func):
+            raise TypeError("on_commit()'s callback must be a callable.")
+        if self.captures:
+            func = _Captured(func, robust, self.captures[-1])
+        if self.in_user_block():
+            self.connection.run_on_commit.append(
+                (set(self.connection.savepoint_ids), func, robust)
+            )
+        else:
+            call_hook(func, robust)
+
+    def run_committed(self) -> None:
+        """The outermost user block committed: run what it registered."""
+        pending, self.connection.run_on_commit = self.connection.run_on_commit, []
+        for _sids, func, robust in pending:
+            call_hook(func, robust)
+
+    def start_capture(self) -> CapturedCallbacks:
+        capture = CapturedCallbacks()
+        self.captures.append(capture)
+        return capture
+
+    def stop_capture(self, capture: CapturedCallbacks) -> None:
+        """End a capture; callbacks still waiting for their block are captured too."""
+        if capture in self.captures:
+            self.captures.remove(capture)
+        capture.open = False
+        keep = []
+        for entry in self.connection.run_on_commit:
+            func = entry[1]
+            if isinstance(func, _Captured) and func.capture is capture:
+                capture.add(func.func, func.robust)
+            else:
+                keep.append(entry)
+        self.connection.run_on_commit = keep
+
+
+def _state(connection: Any) -> TestTransaction | None:
+    state = vars(connection).get(STATE)
+    return state if isinstance(state, TestTransaction) else None
+
+
+_original_enter = transaction.Atomic.__enter__
+_original_exit = transaction.Atomic.__exit__
+
+
+def _enter(self: transaction.Atomic) -> None:
+    _original_enter(self)
+    connection = transaction.get_connection(self.using)
+    state = _state(connection)
+    if (
+        state is not None
+        and len(connection.atomic_blocks) == state.base_depth + 1
+        and connection.savepoint_ids
+        and connection.savepoint_ids[-1] is None
+        and not connection.needs_rollback
+    ):
+        connection.savepoint_ids[-1] = connection.savepoint()
+
+
+def _exit(self: transaction.Atomic, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+    connection = transaction.get_connection(self.using)
+    state = _state(connection)
+    outermost = state is not None and len(connection.atomic_blocks) == state.base_depth + 1
+    committing = exc_type is None and not connection.needs_rollback
+    _original_exit(self, exc_type, exc_value, traceback)
+    if outermost and committing and state is not None and not connection.needs_rollback:
+        state.run_committed()
+
+
+def install() -> None:
+    """Patch Django's ``Atomic`` once (inert for connections without a TestTransaction)."""
+    if transaction.Atomic.__enter__ is not _enter:
+        transaction.Atomic.__enter__ = _enter  # type: ignore[method-assign]
+        transaction.Atomic.__exit__ = _exit  # type: ignore[method-assign,assignment]

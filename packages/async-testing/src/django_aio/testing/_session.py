@@ -1,0 +1,292 @@
+"""One test's database: rolled back (one shared connection) or committed (flushed after).
+
+Both the unittest classes and the pytest fixtures drive these objects:
+``begin()`` before any fixture code, ``end()`` after every cleanup, both
+awaited on the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from django.core.management import call_command
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from django_aio.conn import async_connections, run_sync
+
+from . import _internals
+from ._on_commit import CapturedCallbacks, TestTransaction
+from ._queries import QueryCounter
+
+__all__ = ["ConnectionLeaked", "RollbackDatabase", "TransactionalDatabase", "resolve_databases"]
+
+
+class ConnectionLeaked(AssertionError):
+    """A test ended with a transaction open or a connection checked out.
+
+    ``problems`` lists one line per leaked transaction or connection; the
+    message names the alias, the task and where the connection was taken.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "the test left database connections in use:\n"
+            + "\n".join(f"- {p}" for p in problems)
+            + "\nExit every async_atomic() and cursor block, and await or cancel the tasks "
+            "that use the database, before the test ends."
+        )
+
+
+def resolve_databases(databases: Iterable[str] | str | None) -> list[str]:
+    """The aliases a test uses, in settings order (``"__all__"`` for every one)."""
+    if databases is None:
+        return [DEFAULT_DB_ALIAS]
+    if databases == "__all__":
+        return list(connections)
+    wanted = {databases} if isinstance(databases, str) else set(databases)
+    for alias in wanted:
+        if alias not in connections.settings:
+            raise ValueError(
+                f"databases refers to {alias!r}, which is not in settings.DATABASES "
+                f"(aliases: {', '.join(connections)})."
+            )
+    return [alias for alias in connections if alias in wanted]
+
+
+def _leaked_checkouts(exclude: Iterable[Any] = ()) -> tuple[list[str], list[Any]]:
+    skip = set(map(id, exclude))
+    problems: list[str] = []
+    leases: list[Any] = []
+    for lease, who in _internals.checked_out():
+        if id(lease) in skip:
+            continue
+        leases.append(lease)
+        state = (
+            "a transaction open on"
+            if lease.in_transaction()
+            else "a connection checked out to"
+        )
+        problems.append(
+            f"{state} database {who.alias!r}, by task {who.task!r} (taken at {who.where})"
+        )
+    return problems, leases
+
+
+async def _discard(leases: Iterable[Any]) -> None:
+    for lease in leases:
+        _internals.forget(lease)
+        await _internals.release_lease(lease, discard=True)
+
+
+class _Database:
+    """What the two kinds share."""
+
+    rollback: bool = False
+
+    def __init__(self, databases: Iterable[str] | str | None = None) -> None:
+        self.databases = resolve_databases(databases)
+
+    async def begin(self) -> None:
+        _internals.install_tracking()
+
+    def _check_alias(self, using: str) -> None:
+        if using not in self.databases:
+            raise ValueError(
+                f"database {using!r} is not used by this test (it uses "
+                f"{', '.join(map(repr, self.databases))}); add it to the test's databases."
+            )
+
+    def assert_num_queries(self, num: int, *, using: str = DEFAULT_DB_ALIAS) -> QueryCounter:
+        """``async with db.assert_num_queries(n):`` fails unless ``n`` queries ran in the block."""
+        self._check_alias(using)
+        return QueryCounter(num, self._log_target(using), using)
+
+    def _log_target(self, using: str) -> Any:
+        raise NotImplementedError
+
+
+class RollbackDatabase(_Database):
+    """Every task of the test shares one connection per alias, rolled back at the end.
+
+    See Note [One connection per test] and Note [Realistic on_commit].
+    """
+
+    rollback = True
+
+    def __init__(self, databases: Iterable[str] | str | None = None) -> None:
+        super().__init__(databases)
+        self.leases: dict[str, Any] = {}
+        self.atomics: dict[str, transaction.Atomic] = {}
+        self.states: dict[str, TestTransaction] = {}
+        self.window: _internals.Window | None = None
+
+    async def begin(self) -> None:
+        await super().begin()
+        try:
+            for alias in self.databases:
+                lease = self.leases[alias] = await _internals.acquire_lease(alias)
+                await _internals.run_on_lease(lease, self._enter, alias)
+        except BaseException:
+            await self._release(discard=True)
+            raise
+        self.window = _internals.open_window(self.leases)
+
+    def _enter(self, alias: str) -> None:
+        atomic = transaction.atomic(using=alias)
+        atomic._from_testcase = True  # lets durable blocks of the code under test open
+        atomic.__enter__()
+        self.atomics[alias] = atomic
+        state = self.states[alias] = TestTransaction(connections[alias])
+        state.attach()
+
+    async def end(self) -> None:
+        """Check for leaks, roll back, close every connection of the loop."""
+        problems: list[str] = []
+        for alias, lease in self.leases.items():
+            holders = _internals.window_holders(lease)
+            depth = len(lease.wrapper.atomic_blocks) - self.states[alias].base_depth
+            tasks = ", ".join(repr(t.get_name()) for t in holders)
+            by = f" by task {tasks}" if tasks else ""
+            if depth > 0:
+                problems.append(
+                    f"a transaction open on database {alias!r}{by} "
+                    f"({depth} atomic block(s) entered and not exited)"
+                )
+            elif holders:
+                problems.append(f"the test's connection to database {alias!r} still in use{by}")
+        leaked, leases = _leaked_checkouts(self.leases.values())
+        problems += leaked
+        try:
+            if self.window is not None:
+                _internals.close_window(self.window)
+                self.window = None
+            if problems:
+                for state in self.states.values():
+                    state.detach()
+                await self._release(discard=True)
+            else:
+                await self._rollback()
+        finally:
+            await _discard(leases)
+            await async_connections.close_pools()
+        if problems:
+            raise ConnectionLeaked(problems)
+
+    async def _rollback(self) -> None:
+        error: BaseException | None = None
+        for alias in reversed(list(self.leases)):
+            lease = self.leases[alias]
+            try:
+                await _internals.run_on_lease(lease, self._exit, alias)
+            except BaseException as exc:
+                error = error or exc
+        await self._release(discard=error is not None)
+        if error is not None:
+            raise error
+
+    def _exit(self, alias: str) -> None:
+        connection = connections[alias]
+        try:
+            # As Django's TestCase: deferred constraint violations fail the test.
+            if (
+                connection.features.can_defer_constraint_checks
+                and not connection.needs_rollback
+                and connection.is_usable()
+            ):
+                connection.check_constraints()
+        finally:
+            self.states[alias].detach()
+            transaction.set_rollback(True, using=alias)
+            self.atomics[alias].__exit__(None, None, None)
+
+    async def _release(self, *, discard: bool) -> None:
+        leases, self.leases = dict(self.leases), {}
+        for lease in leases.values():
+            await _internals.release_lease(lease, discard=discard)
+
+    def _log_target(self, using: str) -> Any:
+        return self.leases[using].wrapper
+
+    @asynccontextmanager
+    async def capture_on_commit_callbacks(
+        self, *, using: str = DEFAULT_DB_ALIAS, execute: bool = False
+    ) -> AsyncIterator[list[Callable[[], Any]]]:
+        """Capture the ``on_commit`` callbacks that would run during the block.
+
+        Callbacks registered in the block are collected instead of run (those
+        of a block that rolls back are dropped, as in production). With
+        ``execute=True`` they run when the capture ends, in order, together
+        with any callbacks they register.
+        """
+        self._check_alias(using)
+        state = self.states[using]
+        capture = state.start_capture()
+        try:
+            yield capture.callbacks
+        finally:
+            state.stop_capture(capture)
+        if execute:
+            await _execute_captured(state, capture)
+
+
+async def _execute_captured(state: TestTransaction, capture: CapturedCallbacks) -> None:
+    from ._on_commit import call_hook
+
+    done = 0
+    again = state.start_capture()
+    try:
+        while done < len(capture.runnable):
+            func, robust = capture.runnable[done]
+            done += 1
+            await run_sync(call_hook, func, robust)
+            state.stop_capture(again)
+            for func_, robust_ in again.runnable:
+                capture.add(func_, robust_)
+            again = state.start_capture()
+    finally:
+        state.stop_capture(again)
+
+
+class TransactionalDatabase(_Database):
+    """Work commits for real; the tables are flushed at the end."""
+
+    def __init__(
+        self,
+        databases: Iterable[str] | str | None = None,
+        *,
+        flush: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        super().__init__(databases)
+        self.flush = flush or _flush
+
+    async def end(self) -> None:
+        problems, leases = _leaked_checkouts()
+        try:
+            await _discard(leases)
+            await run_sync(self.flush, self.databases)
+        finally:
+            await async_connections.close_pools()
+        if problems:
+            raise ConnectionLeaked(problems)
+
+    def _log_target(self, using: str) -> Any:
+        return async_connections[using]
+
+
+def _flush(aliases: list[str]) -> None:
+    for alias in aliases:
+        if connections[alias].settings_dict["TEST"]["MIRROR"]:
+            continue
+        call_command(
+            "flush", verbosity=0, interactive=False, database=alias, reset_sequences=False
+        )
+
+
+async def maybe_await(result: Awaitable[Any] | Any) -> Any:
+    if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+        return await result
+    return result
