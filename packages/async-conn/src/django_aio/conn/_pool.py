@@ -353,14 +353,20 @@ def pool_for(alias: str) -> AliasPool:
 
 def discard_closed_loops() -> None:
     """Drop the pools of loops closed without cancelling their tasks."""
-    for loop in [loop for loop in _loops if loop.is_closed()]:
-        _loops.pop(loop).abandon()
+    # Loops of other threads (async_to_sync in WSGI apps) may come and go
+    # meanwhile: work on a snapshot.
+    for loop in [loop for loop in list(_loops) if loop.is_closed()]:
+        stale = _loops.pop(loop, None)
+        if stale is not None:
+            stale.abandon()
 
 
 @atexit.register
 def _close_at_exit() -> None:
     for loop in list(_loops):
-        _loops.pop(loop).abandon()
+        stale = _loops.pop(loop, None)
+        if stale is not None:
+            stale.abandon()
 
 
 async def close_pools() -> None:
