@@ -261,3 +261,28 @@ async def test_async_connections_need_a_task() -> None:
         "django_aio async connections can only be used inside a running asyncio task; "
         "call them from a coroutine (an async view, asyncio.run(...), ...)."
     ]
+
+
+def test_loops_in_several_threads_at_once(database_options: dict[str, Any]) -> None:
+    # What a WSGI server does with async_to_sync: a short-lived loop per
+    # request, in several threads at a time.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import async_to_sync
+
+    database_options["pool"] = {"min_size": 1, "max_size": 1}
+    before = _server_sessions()
+
+    async def request(n: int) -> int:
+        def query() -> int:
+            with connections["default"].cursor() as cursor:
+                cursor.execute("SELECT %s::int * 3", [n])
+                (value,) = cursor.fetchone()
+            return int(value)
+
+        return await run_sync(query)
+
+    with ThreadPoolExecutor(4) as executor:
+        results = list(executor.map(async_to_sync(request), range(40)))
+    assert results == [n * 3 for n in range(40)]
+    assert _server_sessions() == before
