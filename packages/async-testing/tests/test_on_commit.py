@@ -1,0 +1,175 @@
+"""Realistic on_commit in AsyncioTestCase, and captureOnCommitCallbacks."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from testing_testapp.models import Author
+
+from django_aio.atomic import async_atomic, on_commit
+from django_aio.conn import async_connections, run_sync
+from django_aio.testing import AsyncioTestCase
+
+
+class OnCommitRunsAsInProduction(AsyncioTestCase):
+    async def test_outside_any_block_it_runs_at_once(self) -> None:
+        ran: list[str] = []
+        await on_commit(lambda: ran.append("now"))
+        self.assertEqual(ran, ["now"])
+
+    async def test_in_an_async_atomic_block_it_runs_when_the_block_commits(self) -> None:
+        ran: list[str] = []
+        async with async_atomic():
+            await on_commit(lambda: ran.append("first"))
+            async with async_atomic():
+                await on_commit(lambda: ran.append("second"))
+            self.assertEqual(ran, [])
+        self.assertEqual(ran, ["first", "second"])
+
+    async def test_async_callbacks_are_awaited(self) -> None:
+        ran: list[str] = []
+
+        async def callback() -> None:
+            ran.append(str(await run_sync(Author.objects.count)))
+
+        async with async_atomic():
+            await run_sync(Author.objects.create, name="x")
+            await on_commit(callback)
+        self.assertEqual(ran, ["1"])
+
+    async def test_a_block_that_rolls_back_drops_its_callbacks(self) -> None:
+        ran: list[str] = []
+        async with async_atomic():
+            await on_commit(lambda: ran.append("kept"))
+            try:
+                async with async_atomic():
+                    await on_commit(lambda: ran.append("dropped inner"))
+                    raise ValueError
+            except ValueError:
+                pass
+        try:
+            async with async_atomic():
+                await on_commit(lambda: ran.append("dropped outer"))
+                raise ValueError
+        except ValueError:
+            pass
+        self.assertEqual(ran, ["kept"])
+
+    def test_sync_atomic_and_on_commit_in_the_bridge(self) -> None:
+        ran: list[str] = []
+        with transaction.atomic():
+            transaction.on_commit(lambda: ran.append("sync"))
+            self.assertEqual(ran, [])
+        self.assertEqual(ran, ["sync"])
+
+    async def test_robust_callbacks_log_and_continue(self) -> None:
+        ran: list[str] = []
+
+        def broken() -> None:
+            raise LookupError("callback failed")
+
+        with self.assertLogs("django.db.backends.base", logging.ERROR) as logs:
+            async with async_atomic():
+                await on_commit(broken, robust=True)
+                await on_commit(lambda: ran.append("after"))
+        self.assertEqual(ran, ["after"])
+        self.assertIn("Error calling", logs.output[0])
+        self.assertIn("broken in on_commit() (callback failed)", logs.output[0])
+
+    async def test_a_failing_callback_raises_from_the_block(self) -> None:
+        def broken() -> None:
+            raise LookupError("callback failed")
+
+        with self.assertRaisesMessage(LookupError, "callback failed"):
+            async with async_atomic():
+                await on_commit(broken)
+
+
+class CaptureOnCommitCallbacks(AsyncioTestCase):
+    async def test_captured_callbacks_do_not_run(self) -> None:
+        ran: list[str] = []
+
+        def callback() -> None:
+            ran.append("ran")
+
+        async with self.captureOnCommitCallbacks() as callbacks:
+            async with async_atomic():
+                await on_commit(callback)
+            await on_commit(callback)
+        self.assertEqual(callbacks, [callback, callback])
+        self.assertEqual(ran, [])
+
+    async def test_execute_runs_them_in_order_with_those_they_register(self) -> None:
+        ran: list[str] = []
+
+        async def second() -> None:
+            ran.append("second")
+
+        def first() -> None:
+            ran.append("first")
+            transaction.on_commit(lambda: ran.append("third"))
+
+        async with self.captureOnCommitCallbacks(execute=True) as callbacks:
+            await on_commit(first)
+            await on_commit(second)
+        self.assertEqual(ran, ["first", "second", "third"])
+        self.assertEqual(len(callbacks), 3)
+        self.assertIs(callbacks[1], second)
+
+    async def test_callbacks_of_a_rolled_back_block_are_not_captured(self) -> None:
+        async with self.captureOnCommitCallbacks() as callbacks:
+            try:
+                async with async_atomic():
+                    await on_commit(print)
+                    raise ValueError
+            except ValueError:
+                pass
+        self.assertEqual(callbacks, [])
+
+    async def test_pending_callbacks_of_an_open_block_are_captured(self) -> None:
+        ran: list[str] = []
+        async with async_atomic():
+            async with self.captureOnCommitCallbacks() as callbacks:
+                await on_commit(lambda: ran.append("x"))
+            self.assertEqual(len(callbacks), 1)
+        self.assertEqual(ran, [])
+
+    async def test_unknown_alias(self) -> None:
+        with self.assertRaisesMessage(ValueError, "database 'other' is not used by this test"):
+            async with self.captureOnCommitCallbacks(using="other"):
+                pass
+
+
+class AssertNumQueries(AsyncioTestCase):
+    async def test_counts_queries_of_the_block(self) -> None:
+        async with self.assertNumQueries(2):
+            await run_sync(Author.objects.create, name="a")
+            await run_sync(Author.objects.count)
+
+    async def test_callable_form_with_sync_and_async_functions(self) -> None:
+        await self.assertNumQueries(1, Author.objects.count)
+
+        async def count() -> int:
+            return await run_sync(Author.objects.count)
+
+        await self.assertNumQueries(1, count)
+
+    async def test_cursor_queries_count(self) -> None:
+        async with self.assertNumQueries(1):
+            async with async_connections["default"].cursor() as cursor:
+                await cursor.execute("SELECT 1")
+
+    async def test_failure_names_the_numbers_and_the_queries(self) -> None:
+        with self.assertRaisesMessage(
+            AssertionError,
+            "0 != 1 : 0 queries executed on database 'default', 1 expected\n"
+            "Captured queries were:\n",
+        ):
+            async with self.assertNumQueries(1):
+                pass
+
+    def test_plain_with_is_refused(self) -> None:
+        with self.assertRaisesMessage(TypeError, "use `async with self.assertNumQueries(...)`"):
+            with self.assertNumQueries(1):
+                pass

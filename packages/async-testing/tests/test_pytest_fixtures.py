@@ -1,0 +1,89 @@
+"""The pytest plugin's fixtures and marker, in this suite (pytest-asyncio)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from testing_testapp.models import Author
+
+from django_aio.conn import async_connections, run_sync
+from django_aio.testing import RollbackDatabase, TransactionalDatabase
+
+
+async def count_authors() -> int:
+    return await run_sync(Author.objects.count)
+
+
+@pytest.fixture
+async def tolkien(aio_db: RollbackDatabase) -> AsyncIterator[Author]:
+    yield await run_sync(Author.objects.create, name="Tolkien")
+
+
+async def test_fixture_data_is_visible_in_the_test(tolkien: Author) -> None:
+    assert await run_sync(lambda: Author.objects.get().name) == "Tolkien"
+
+
+async def test_and_rolled_back_after_it(aio_db: RollbackDatabase) -> None:
+    assert await count_authors() == 0
+
+
+async def test_children_share_the_test_connection(tolkien: Author) -> None:
+    assert await asyncio.gather(count_authors(), count_authors()) == [1, 1]
+
+
+@pytest.mark.aio_db
+async def test_the_marker_gives_a_rollback_database() -> None:
+    await run_sync(Author.objects.create, name="marked")
+    assert async_connections["default"].lease is None  # borrowed per unit, not held
+    assert await count_authors() == 1
+
+
+@pytest.mark.aio_db(transaction=True)
+async def test_the_marker_gives_a_transactional_database() -> None:
+    await run_sync(Author.objects.create, name="committed")
+    async with async_connections.independent_connection():
+        assert await count_authors() == 1  # committed: another connection sees it
+
+
+async def test_transactional_database_was_flushed(
+    aio_transactional_db: TransactionalDatabase,
+) -> None:
+    assert await count_authors() == 0
+
+
+async def test_assert_num_queries_counts_every_task(aio_db: RollbackDatabase) -> None:
+    async with aio_db.assert_num_queries(2):
+        await asyncio.gather(count_authors(), count_authors())
+
+
+async def test_assert_num_queries_failure_lists_the_queries(aio_db: RollbackDatabase) -> None:
+    with pytest.raises(AssertionError) as failure:
+        async with aio_db.assert_num_queries(2):
+            await count_authors()
+    assert str(failure.value).startswith(
+        "1 != 2 : 1 queries executed on database 'default', 2 expected\n"
+        "Captured queries were:\n"
+        '1. SELECT COUNT(*) AS "__count" FROM "testing_testapp_author"'
+    )
+
+
+async def test_assert_num_queries_needs_async_with(aio_db: RollbackDatabase) -> None:
+    with (
+        pytest.raises(TypeError, match=r"use `async with self\.assertNumQueries"),
+        aio_db.assert_num_queries(1),
+    ):
+        pass
+
+
+async def test_assert_num_queries_on_an_unused_alias(aio_db: RollbackDatabase) -> None:
+    with pytest.raises(ValueError, match="database 'other' is not used by this test"):
+        aio_db.assert_num_queries(1, using="other")
+
+
+async def test_transactional_assert_num_queries(
+    aio_transactional_db: TransactionalDatabase,
+) -> None:
+    async with aio_transactional_db.assert_num_queries(1):
+        await count_authors()
