@@ -49,4 +49,10 @@ async def notes() -> list[str]:
     from atomic_testapp.models import Note
 
     async with async_connections.independent_connection():
-        return await run_sync(lambda: list(Note.objects.order_by("id").values_list("text", flat=True)))
+        return await run_sync(
+            lambda: list(Note.objects.order_by("id").values_list("text", flat=True))
+        )
+
+
+class Boom(Exception):
+    """Raised by tests to leave a block with an error."""

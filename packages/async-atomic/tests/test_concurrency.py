@@ -14,7 +14,7 @@ from django.db import connections
 from django_aio.atomic import async_atomic, on_commit
 from django_aio.conn import ConnectionOwnedByAnotherTask, async_connections, run_sync
 
-from .conftest import names
+from .conftest import Boom, names
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
 
@@ -79,7 +79,9 @@ async def test_slow_sibling_cannot_commit_after_the_block_rolled_back() -> None:
             await asyncio.sleep(0)
             raise ValueError("abort")
     rolled_back.set()
-    with pytest.raises(ConnectionOwnedByAnotherTask, match="while a transaction was opened in task"):
+    with pytest.raises(
+        ConnectionOwnedByAnotherTask, match="while a transaction was opened in task"
+    ):
         await task
     assert await names() == []
 
@@ -89,11 +91,11 @@ async def test_child_task_uses_independent_connection_outside_the_transaction() 
         async with async_connections.independent_connection():
             await create("audit")
 
-    with pytest.raises(ValueError):
+    with pytest.raises(Boom):
         async with async_atomic():
             await create("in-block")
             await asyncio.create_task(audit())
-            raise ValueError
+            raise Boom
     # The audit row was committed on its own connection; the block's was not.
     assert await names() == ["audit"]
 
@@ -127,13 +129,15 @@ async def test_select_for_update_blocks_a_second_task_until_the_first_commits() 
     events: list[str] = []
 
     async def waiting_backends() -> int:
-        async with async_connections.independent_connection():
-            async with async_connections["default"].cursor() as cursor:
-                await cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database()"
-                )
-                (count,) = await cursor.fetchone()
+        async with (
+            async_connections.independent_connection(),
+            async_connections["default"].cursor() as cursor,
+        ):
+            await cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            )
+            (count,) = await cursor.fetchone()
         return int(count)
 
     async def first() -> None:

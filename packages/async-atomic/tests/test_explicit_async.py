@@ -9,7 +9,8 @@ from functools import partial
 
 import pytest
 from atomic_testapp.models import Item
-from django.db import connections, transaction as django_transaction
+from django.db import connections
+from django.db import transaction as django_transaction
 
 from django_aio.atomic import (
     DanglingTransaction,
@@ -29,7 +30,7 @@ from django_aio.atomic import (
 )
 from django_aio.conn import ConnectionOwnedByAnotherTask, async_connections, run_sync
 
-from .conftest import names
+from .conftest import Boom, names
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
 
@@ -44,10 +45,10 @@ async def test_transaction_commits_and_rolls_back() -> None:
         assert in_transaction()
         assert await names() == []
     assert not in_transaction()
-    with pytest.raises(ValueError):
+    with pytest.raises(Boom):
         async with transaction():
             await create("b")
-            raise ValueError
+            raise Boom
     assert await names() == ["a"]
 
 
@@ -107,10 +108,10 @@ async def test_savepoint() -> None:
             pass
     async with transaction():
         await create("kept")
-        with pytest.raises(ValueError):
+        with pytest.raises(Boom):
             async with savepoint():
                 await create("dropped")
-                raise ValueError
+                raise Boom
     assert await names() == ["kept"]
     with pytest.raises(NotADecorator):
 
@@ -152,7 +153,8 @@ async def test_durable_async_function_leaving_a_transaction_open() -> None:
         with pytest.raises(DanglingTransaction, match="returned with a transaction still open"):
             await leaky()
         assert not in_transaction()
-        assert conn.lease is not None and conn.lease.wrapper.get_autocommit()
+        assert conn.lease is not None
+        assert conn.lease.wrapper.get_autocommit()
     finally:
         await conn.unhold()
     assert await names() == []
@@ -169,10 +171,10 @@ async def test_run_after_commit_in_async_code() -> None:
     async with transaction():
         run_after_commit(partial(ran.append, "sync"))
         run_after_commit(async_callback)
-        with pytest.raises(ValueError):
+        with pytest.raises(Boom):
             async with savepoint():
                 run_after_commit(partial(ran.append, "dropped"))
-                raise ValueError
+                raise Boom
         assert ran == []
     assert ran == ["sync", "async"]
 
@@ -290,14 +292,12 @@ async def _callbacks_run_in_testcase_transaction() -> None:
         return built
 
     assert await build() == ["A", "B", "C", "D"]
-    with pytest.raises(ValueError):
+    with pytest.raises(Boom):
         async with transaction():
             run_after_commit(partial(built.append, "dropped"))
-            raise ValueError
+            raise Boom
     async with transaction_if_not_already():
         run_after_commit(partial(built.append, "E"))
     assert built == ["A", "B", "C", "D", "E"]
     # Inside the test transaction: visible here, never committed.
-    assert await run_sync(lambda: list(Item.objects.values_list("name", flat=True))) == [
-        "in test"
-    ]
+    assert await run_sync(lambda: list(Item.objects.values_list("name", flat=True))) == ["in test"]

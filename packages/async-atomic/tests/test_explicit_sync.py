@@ -6,7 +6,8 @@ from functools import partial
 
 import pytest
 from atomic_testapp.models import Item
-from django.db import connection, transaction as django_transaction
+from django.db import connection
+from django.db import transaction as django_transaction
 
 from django_aio.atomic import (
     DanglingTransaction,
@@ -23,6 +24,8 @@ from django_aio.atomic import (
     transaction_if_not_already,
     transaction_required,
 )
+
+from .conftest import Boom
 
 pytestmark = pytest.mark.usefixtures("clean_tables_sync")
 
@@ -50,9 +53,9 @@ def test_transaction_commits_and_rolls_back() -> None:
         Item.objects.create(name="a")
         assert in_transaction()
     assert not in_transaction()
-    with pytest.raises(ValueError), transaction():
+    with pytest.raises(Boom), transaction():
         Item.objects.create(name="b")
-        raise ValueError
+        raise Boom
     assert names() == ["a"]
 
 
@@ -81,9 +84,8 @@ def test_transaction_inside_a_transaction_raises() -> None:
         assert str(error.value) == ALREADY_OPEN
         assert error.value.aliases == frozenset({"default"})
     # Django's own atomic counts as a transaction too, and so does manual mode.
-    with django_transaction.atomic(), pytest.raises(TransactionAlreadyOpen):
-        with transaction():
-            pass
+    with django_transaction.atomic(), pytest.raises(TransactionAlreadyOpen), transaction():
+        pass
     connection.set_autocommit(False)
     try:
         with pytest.raises(TransactionAlreadyOpen), transaction():
@@ -136,9 +138,9 @@ def test_savepoint_needs_a_transaction() -> None:
 def test_savepoint_rolls_back_only_its_block() -> None:
     with transaction():
         Item.objects.create(name="kept")
-        with pytest.raises(ValueError), savepoint():
+        with pytest.raises(Boom), savepoint():
             Item.objects.create(name="dropped")
-            raise ValueError
+            raise Boom
     assert names() == ["kept"]
 
 
@@ -222,7 +224,8 @@ def test_durable_cleans_up_an_atomic_block_left_open_by_a_failing_function() -> 
     with pytest.raises(DanglingTransaction) as error:
         broken()
     assert isinstance(error.value.__context__, KeyError)
-    assert not connection.in_atomic_block and connection.get_autocommit()
+    assert not connection.in_atomic_block
+    assert connection.get_autocommit()
     assert names() == []
 
 
@@ -240,15 +243,15 @@ def test_run_after_commit() -> None:
     with transaction():
         run_after_commit(partial(ran.append, "sync"))
         run_after_commit(async_callback)
-        with pytest.raises(ValueError), savepoint():
+        with pytest.raises(Boom), savepoint():
             run_after_commit(partial(ran.append, "rolled back"))
-            raise ValueError
+            raise Boom
         assert ran == []
     assert ran == ["sync", "async"]
 
-    with pytest.raises(ValueError), transaction():
+    with pytest.raises(Boom), transaction():
         run_after_commit(partial(ran.append, "dropped"))
-        raise ValueError
+        raise Boom
     assert ran == ["sync", "async"]
 
 
@@ -257,7 +260,8 @@ def test_in_transaction_and_dbs_with_open_transactions() -> None:
     assert dbs_with_open_transactions() == frozenset()
     with transaction(using="other"):
         assert dbs_with_open_transactions() == frozenset({"other"})
-        assert in_transaction(using="other") and not in_transaction()
+        assert in_transaction(using="other")
+        assert not in_transaction()
         with transaction():
             assert dbs_with_open_transactions() == frozenset({"default", "other"})
 

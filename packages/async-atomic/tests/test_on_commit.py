@@ -11,7 +11,7 @@ from atomic_testapp.models import Item, Note
 from django_aio.atomic import async_atomic, on_commit
 from django_aio.conn import async_connections, run_sync
 
-from .conftest import names, notes
+from .conftest import Boom, names, notes
 
 pytestmark = pytest.mark.usefixtures("clean_tables")
 
@@ -47,10 +47,10 @@ async def test_module_on_commit_sees_the_committed_data() -> None:
 
 async def test_callbacks_are_dropped_on_rollback() -> None:
     ran: list[str] = []
-    with pytest.raises(ValueError):
+    with pytest.raises(Boom):
         async with async_atomic():
             await on_commit(partial(ran.append, "x"))
-            raise ValueError
+            raise Boom
     async with async_atomic():
         await on_commit(partial(ran.append, "y"))
         await run_sync(Item.objects.create, name="a")
@@ -67,12 +67,12 @@ async def test_callbacks_of_a_rolled_back_savepoint_are_dropped() -> None:
     ran: list[str] = []
     async with async_atomic():
         await on_commit(partial(ran.append, "outer before"))
-        with pytest.raises(ValueError):
+        with pytest.raises(Boom):
             async with async_atomic():
                 await on_commit(partial(ran.append, "inner"))
                 async with async_atomic():
                     await on_commit(partial(ran.append, "innermost"))
-                raise ValueError
+                raise Boom
         await on_commit(partial(ran.append, "outer after"))
     assert ran == ["outer before", "outer after"]
 

@@ -12,7 +12,8 @@ from functools import partial
 
 import pytest
 from atomic_testapp.models import Item, Note
-from django.db import connection, transaction as django_transaction
+from django.db import connection
+from django.db import transaction as django_transaction
 from django.test import TestCase
 
 from django_aio.atomic import (
@@ -26,6 +27,8 @@ from django_aio.atomic import (
     transaction_if_not_already,
     transaction_required,
 )
+
+from .conftest import Boom
 
 
 def build_abcd() -> list[str]:
@@ -77,10 +80,10 @@ class ExplicitApiInTestCase(TestCase):
 
     def test_callbacks_are_dropped_when_the_block_fails(self) -> None:
         ran: list[str] = []
-        with pytest.raises(ValueError), transaction():
+        with pytest.raises(Boom), transaction():
             Item.objects.create(name="rolled back")
             run_after_commit(partial(ran.append, "dropped"))
-            raise ValueError
+            raise Boom
         with transaction():
             with pytest.raises(KeyError), savepoint():
                 run_after_commit(partial(ran.append, "savepoint dropped"))
@@ -105,7 +108,8 @@ class ExplicitApiInTestCase(TestCase):
             run_after_commit(partial(ran.append, "block"))
         assert ran == ["block"]
         [(_, pending, _)] = connection.run_on_commit
-        assert pending.func == ran.append and pending.args == ("test body",)
+        assert pending.func == ran.append
+        assert pending.args == ("test body",)
 
     def test_robust_callback_errors_are_logged(self) -> None:
         ran: list[str] = []

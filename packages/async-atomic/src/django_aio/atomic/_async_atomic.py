@@ -160,7 +160,9 @@ async def _uncancellable(future: asyncio.Future[None]) -> None:
 
 
 @overload
-def async_atomic(using: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
+def async_atomic(
+    using: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]: ...
 
 
 @overload
@@ -170,7 +172,7 @@ def async_atomic(
 
 
 def async_atomic(
-    using: str | None | Callable[P, Coroutine[Any, Any, R]] = None,
+    using: str | Callable[P, Coroutine[Any, Any, R]] | None = None,
     savepoint: bool = True,
     durable: bool = False,
 ) -> AsyncAtomic | Callable[P, Coroutine[Any, Any, R]]:

@@ -42,7 +42,6 @@ from ._state import (
     loop_running,
     require_sync_caller,
     wrapper_in_transaction,
-    wraps_testcase,
 )
 
 __all__ = [
@@ -224,7 +223,10 @@ class _TransactionBlock(_Block):
 
 
 def _take_callbacks(wrapper: Any, start: int) -> list[tuple[Any, Callable[[], Any], bool]]:
-    """Remove and return the callbacks registered since ``start`` (Note [After-commit callbacks in tests])."""
+    """Remove and return the callbacks registered since ``start``.
+
+    See Note [After-commit callbacks in tests].
+    """
     callbacks: list[tuple[Any, Callable[[], Any], bool]] = wrapper.run_on_commit[start:]
     wrapper.run_on_commit = wrapper.run_on_commit[:start]
     return callbacks
@@ -439,6 +441,6 @@ def run_after_commit(callback: Callback, *, using: str | None = None) -> None:
     """
     alias = _alias(using)
     wrapper = current_wrapper(alias)
-    if not wrapper_in_transaction(wrapper):
+    if wrapper is None or not wrapper_in_transaction(wrapper):
         raise TransactionRequired(alias, "run_after_commit()")
     wrapper.on_commit(as_sync_callback(callback))

@@ -72,7 +72,10 @@ def current_wrapper(alias: str) -> Any | None:
 
 
 def wraps_testcase(wrapper: Any) -> bool:
-    """Whether the innermost atomic block of ``wrapper`` is a test case's (Note [Test-case transactions])."""
+    """Whether the innermost atomic block of ``wrapper`` is a test case's.
+
+    See Note [Test-case transactions].
+    """
     blocks = wrapper.atomic_blocks
     return bool(wrapper.in_atomic_block and blocks and getattr(blocks[-1], "_from_testcase", False))
 
