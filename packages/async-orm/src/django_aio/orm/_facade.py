@@ -8,7 +8,7 @@ no sync evaluation at all, so it can't run a query by accident in async code.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, Generic, NoReturn, TypeVar, overload
 
 from django.db.models import Model
@@ -250,14 +250,14 @@ class AsyncQuery(Generic[M]):
         return rows()
 
     @overload
-    def __getitem__(self, key: int) -> _Awaitable[M]: ...
+    def __getitem__(self, key: int) -> Coroutine[Any, Any, M]: ...
     @overload
     def __getitem__(self, key: slice) -> AsyncQuery[M]: ...
-    def __getitem__(self, key: int | slice) -> _Awaitable[M] | AsyncQuery[M]:
+    def __getitem__(self, key: int | slice) -> Coroutine[Any, Any, M] | AsyncQuery[M]:
         """``query[2:5]`` is a sliced query; ``await query[0]`` fetches one row."""
         if isinstance(key, slice):
             return self._chain(self.queryset[key])
-        return _Awaitable(self._one(key))
+        return self._one(key)
 
     async def _one(self, index: int) -> M:
         return await bridged(self.queryset.__getitem__)(index)  # type: ignore[no-any-return]
@@ -272,23 +272,6 @@ class AsyncQuery(Generic[M]):
 
     def __iter__(self) -> Iterator[M]:
         raise TypeError(_ITER_MESSAGE)
-
-
-class _Awaitable(Generic[M]):
-    """The result of ``query[i]``: awaitable once."""
-
-    __slots__ = ("_coro",)
-
-    def __init__(self, coro: Any) -> None:
-        self._coro = coro
-
-    def __await__(self) -> Generator[Any, None, M]:
-        return self._coro.__await__()  # type: ignore[no-any-return]
-
-    def __del__(self) -> None:
-        # Never awaited: close the coroutine so Python does not warn about it.
-        if self._coro.cr_frame is not None and not self._coro.cr_running:
-            self._coro.close()
 
 
 class _Borrowed(AsyncQueryMethods[M]):
@@ -319,9 +302,17 @@ class AsyncRelatedManager(AsyncQuery[M]):
     __slots__ = ("manager",)
 
     def __init__(self, manager: Any) -> None:
-        super().__init__(manager.all())
         #: The underlying Django related manager.
         self.manager = manager
+
+    @property  # type: ignore[override]
+    def queryset(self) -> Any:
+        """The manager's current queryset: each evaluation runs a fresh query,
+        unless the relation was prefetched."""
+        return self.manager.all()
+
+    def __repr__(self) -> str:
+        return f"<AsyncRelatedManager of {self.manager.model.__name__}>"
 
     def _chain(self, queryset: Any) -> AsyncQuery[M]:
         return AsyncQuery(queryset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -90,6 +91,13 @@ class AsyncMixin:
                 if is_manager:
                     return AsyncRelatedManager(getattr(self, attribute))
                 return _load(self, attribute)
+        # A descriptor of the class raised AttributeError (a missing reverse
+        # one-to-one raises RelatedObjectDoesNotExist, an AttributeError) and
+        # Python fell back to us: raise its own error again, not ours. Django's
+        # descriptors cached the miss, so this runs no second query.
+        descriptor = inspect.getattr_static(type(self), name, None)
+        if descriptor is not None and hasattr(type(descriptor), "__get__"):
+            return descriptor.__get__(self, type(self))
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
