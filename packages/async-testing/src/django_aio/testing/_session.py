@@ -8,6 +8,7 @@ awaited on the test's event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -77,9 +78,14 @@ def _leaked_checkouts(exclude: Iterable[Any] = ()) -> tuple[list[str], list[Any]
 
 
 async def _discard(leases: Iterable[Any]) -> None:
+    # Close the leaked connections (the server rolls their transactions back
+    # and drops their locks) but leave returning them to their holders: a
+    # task that still holds one gives it back when it ends, and the pool then
+    # sees it closed and replaces it.
     for lease in leases:
         _internals.forget(lease)
-        await _internals.release_lease(lease, discard=True)
+        with contextlib.suppress(Exception):
+            await lease.aconnection.close()
 
 
 class _Database:
@@ -267,7 +273,9 @@ class TransactionalDatabase(_Database):
         problems, leases = _leaked_checkouts()
         try:
             await _discard(leases)
-            await run_sync(self.flush, self.databases)
+            # A fresh scope: the test's task may still hold a leaked connection.
+            async with async_connections.independent_connection():
+                await run_sync(self.flush, self.databases)
         finally:
             await async_connections.close_pools()
         if problems:
