@@ -86,8 +86,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def django_test_databases() -> Iterator[None]:
+def django_test_databases(request: pytest.FixtureRequest) -> Iterator[None]:
     """Create the test databases once per session and drop them at the end."""
+    if request.config.pluginmanager.has_plugin("django"):
+        # Run under pytest-django (``uv run --with pytest-django``): it creates
+        # the test databases; every test here may use them, as without it.
+        request.getfixturevalue("django_db_setup")
+        blocker = request.getfixturevalue("django_db_blocker")
+        with blocker.unblock():
+            yield
+        return
     from django.test.utils import setup_databases, teardown_databases
 
     config = setup_databases(verbosity=0, interactive=False, keepdb=False)
@@ -98,3 +106,8 @@ def django_test_databases() -> Iterator[None]:
 
         discard_closed_loops()
         teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture(scope="session")
+def aio_test_databases(django_test_databases: None) -> None:
+    """django_aio.testing's session fixture: the databases created above."""
