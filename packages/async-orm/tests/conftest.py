@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -89,7 +87,7 @@ def sql_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlLog]:
         return original(self, sql, *args, **kwargs)
 
     monkeypatch.setattr(CursorWrapper, "_execute_with_wrappers", record)
-    yield log
+    return log
 
 
 @pytest.fixture(autouse=True)

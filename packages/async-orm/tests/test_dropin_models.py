@@ -46,7 +46,8 @@ async def test_multi_table_inheritance() -> None:
     assert place.name == "Luigi"
     # The child row is reached through the parent link.
     child = await Restaurant.objects.select_related("place_ptr").aget(name="Luigi")
-    assert child.serves_pizza and child.place_ptr.name == "Luigi"
+    assert child.serves_pizza
+    assert child.place_ptr.name == "Luigi"
     restaurant.name = "Mario"
     await restaurant.asave()
     assert (await Place.objects.aget(pk=restaurant.pk)).name == "Mario"
@@ -109,7 +110,8 @@ async def test_on_delete_variants_send_signals(signal_log: list[tuple[str, str, 
     await collar.arefresh_from_db()
     assert collar.pet_id is None
     deleted = [(name, model) for name, model, _ in signal_log if name.endswith("delete")]
-    assert ("pre_delete", "Owner") in deleted and ("post_delete", "Pet") in deleted
+    assert ("pre_delete", "Owner") in deleted
+    assert ("post_delete", "Pet") in deleted
     assert all(bridged for _, _, bridged in signal_log)
 
 

@@ -7,8 +7,8 @@ import datetime
 import pytest
 from django.core.exceptions import MultipleObjectsReturned
 from django.db.models import Count, F, Max, Q, Sum
-from django.shortcuts import aget_list_or_404, aget_object_or_404
 from django.http import Http404
+from django.shortcuts import aget_list_or_404, aget_object_or_404
 from orm_testapp.models import Author, Book, Tag
 
 from django_aio.orm import drop_in_enabled
@@ -23,9 +23,13 @@ async def library() -> dict[str, Author]:
     await Author.objects.acreate(name="Cy", age=60)
     await Book.objects.abulk_create(
         [
-            Book(title="A1", author=ann, pages=100, published=True, written=datetime.date(2001, 1, 1)),
+            Book(
+                title="A1", author=ann, pages=100, published=True, written=datetime.date(2001, 1, 1)
+            ),
             Book(title="A2", author=ann, pages=300, written=datetime.date(2003, 1, 1)),
-            Book(title="B1", author=bob, pages=200, published=True, written=datetime.date(2002, 1, 1)),
+            Book(
+                title="B1", author=bob, pages=200, published=True, written=datetime.date(2002, 1, 1)
+            ),
         ]
     )
     return {"ann": ann, "bob": bob}
@@ -87,15 +91,19 @@ async def test_abulk_create_abulk_update() -> None:
 
 async def test_aget_or_create_aupdate_or_create() -> None:
     author, created = await Author.objects.aget_or_create(name="Dee", defaults={"age": 50})
-    assert created and author.age == 50
+    assert created
+    assert author.age == 50
     again, created = await Author.objects.aget_or_create(name="Dee")
-    assert not created and again.pk == author.pk
+    assert not created
+    assert again.pk == author.pk
     updated, created = await Author.objects.aupdate_or_create(name="Dee", defaults={"age": 51})
-    assert not created and updated.age == 51
+    assert not created
+    assert updated.age == 51
     made, created = await Author.objects.aupdate_or_create(
         name="Eve", defaults={"age": 1}, create_defaults={"age": 2}
     )
-    assert created and made.age == 2
+    assert created
+    assert made.age == 2
 
 
 async def test_acontains_aexplain_aaggregate(library: dict[str, Author]) -> None:
@@ -122,9 +130,11 @@ async def test_async_for_over_chains(library: dict[str, Author]) -> None:
     assert values[0] == {"name": "Bob", "age": 25}
     flat = [v async for v in Book.objects.values_list("title", flat=True)]
     assert flat == ["A1", "A2", "B1"]
-    named = [v async for v in Book.objects.values_list("title", "pages", named=True)][0]
+    named = [v async for v in Book.objects.values_list("title", "pages", named=True)][0]  # noqa: RUF015
     assert (named.title, named.pages) == ("A1", 100)
-    distinct = [v async for v in Book.objects.values_list("author__name", flat=True).order_by().distinct()]
+    distinct = [
+        v async for v in Book.objects.values_list("author__name", flat=True).order_by().distinct()
+    ]
     assert sorted(distinct) == ["Ann", "Bob"]
     sliced = [a.name async for a in Author.objects.all()[1:3]]
     assert sliced == ["Bob", "Cy"]

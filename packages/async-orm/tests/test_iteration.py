@@ -39,7 +39,8 @@ async def test_aiterator_uses_a_server_side_cursor_on_the_held_connection(rows: 
             assert conn.lease is not None
             cursors_during = await open_cursors()
     assert seen == list(range(rows))
-    assert len(cursors_during) == 1 and cursors_during[0].startswith("_django_curs_")
+    assert len(cursors_during) == 1
+    assert cursors_during[0].startswith("_django_curs_")
     assert conn.lease is None
     assert await open_cursors() == []
 

@@ -108,7 +108,8 @@ async def test_aobjects_awaitable_methods(menu: dict[str, object]) -> None:
 async def test_forward_relations_are_awaitable(menu: dict[str, object]) -> None:
     margherita = await Pizza.aobjects.get(name="margherita")
     box = await margherita.abox
-    assert isinstance(box, Box) and box.size == 40
+    assert isinstance(box, Box)
+    assert box.size == 40
     hawaii = await Pizza.aobjects.get(name="hawaii")
     assert await hawaii.abox is None
     # Reverse one-to-one, both ways.
@@ -139,7 +140,8 @@ async def test_related_managers(menu: dict[str, object]) -> None:
     calzone = await pizzas.create(name="calzone")
     assert calzone.box_id == box.pk
     made, created = await pizzas.get_or_create(name="pan")
-    assert created and made.box_id == box.pk
+    assert created
+    assert made.box_id == box.pk
     _, created = await pizzas.update_or_create(name="pan", defaults={"name": "pan2"})
     assert not created
     hawaii = await Pizza.aobjects.get(name="hawaii")
@@ -165,7 +167,8 @@ async def test_related_managers(menu: dict[str, object]) -> None:
     assert not await toppings.exists()
     # As in Django: looked up among this pizza's toppings only, so created anew.
     _, created = await toppings.get_or_create(name="cheese")
-    assert created and await toppings.count() == 1
+    assert created
+    assert await toppings.count() == 1
     assert await cheese.apizzas.count() == 1  # type: ignore[attr-defined]
 
     # Generic relation.

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from orm_testapp.models import Author, Book, Pizza, Box
+from orm_testapp.models import Author, Book, Box, Pizza
 
 
 async def test_smoke() -> None:

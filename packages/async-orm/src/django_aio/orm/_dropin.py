@@ -38,6 +38,7 @@ from django.apps import apps
 from ._bridge import maybe_bridged
 from ._guards import (
     deferred_message,
+    generic_manager_message,
     guard_descriptor,
     guard_method,
     queryset_message,
@@ -96,8 +97,11 @@ def _async_generator(self: Any) -> Any:
 _original_async_generator: Callable[[Any], Any]
 
 
+_MISSING = object()
+
+
 def _patch(owner: Any, name: str, value: Any) -> None:
-    original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+    original = owner.__dict__.get(name, _MISSING)
     _applied.append((owner, name, original))
     setattr(owner, name, value)
 
@@ -158,7 +162,21 @@ def enable_drop_in() -> None:
         ),
     )
     if apps.is_installed("django.contrib.contenttypes"):
-        from django.contrib.contenttypes.fields import GenericForeignKey
+        from django.contrib.contenttypes.fields import (
+            GenericForeignKey,
+            ReverseGenericManyToOneDescriptor,
+        )
+
+        _patch(
+            ReverseGenericManyToOneDescriptor,
+            "__get__",
+            guard_descriptor(
+                rd.ReverseManyToOneDescriptor.__dict__["__get__"],
+                lambda descriptor, instance: generic_manager_message(
+                    type(instance), descriptor.field.name
+                ),
+            ),
+        )
 
         _patch(
             GenericForeignKey,
@@ -191,7 +209,10 @@ def disable_drop_in() -> None:
     """Restore Django's own async ORM implementation (``sync_to_async``, threads)."""
     while _applied:
         owner, name, original = _applied.pop()
-        setattr(owner, name, original)
+        if original is _MISSING:
+            delattr(owner, name)  # it was inherited
+        else:
+            setattr(owner, name, original)
 
 
 @contextmanager

@@ -9,8 +9,10 @@ no sync evaluation at all, so it can't run a query by accident in async code.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
+from contextlib import aclosing
 from typing import Any, Generic, NoReturn, TypeVar, overload
 
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db.models import Model
 
 from ._queryset import AsyncQueryMethods, AsyncQuerySet, bridged
@@ -143,6 +145,9 @@ class AsyncQuery(Generic[M]):
 
     # -- evaluation (awaitable) ---------------------------------------------
 
+    async def _target(self) -> AsyncQueryMethods[M]:
+        return self._methods()
+
     def _methods(self) -> AsyncQueryMethods[M]:
         qs = self.queryset
         if not isinstance(qs, AsyncQuerySet):
@@ -153,65 +158,65 @@ class AsyncQuery(Generic[M]):
 
     async def get(self, *args: Any, **kwargs: Any) -> M:
         """The one matching row; ``DoesNotExist`` / ``MultipleObjectsReturned`` otherwise."""
-        return await self._methods().aget(*args, **kwargs)
+        return await (await self._target()).aget(*args, **kwargs)
 
     async def create(self, **kwargs: Any) -> M:
         """Create and save a row."""
-        return await self._methods().acreate(**kwargs)
+        return await (await self._target()).acreate(**kwargs)
 
     async def count(self) -> int:
         """``SELECT COUNT(*)`` of the query."""
-        return await self._methods().acount()
+        return await (await self._target()).acount()
 
     async def exists(self) -> bool:
         """Whether the query has any row."""
-        return await self._methods().aexists()
+        return await (await self._target()).aexists()
 
     async def first(self) -> M | None:
         """The first row (by the ordering, else the primary key), or ``None``."""
-        return await self._methods().afirst()
+        return await (await self._target()).afirst()
 
     async def last(self) -> M | None:
         """The last row, or ``None``."""
-        return await self._methods().alast()
+        return await (await self._target()).alast()
 
     async def earliest(self, *fields: str) -> M:
         """As ``QuerySet.earliest()``."""
-        return await self._methods().aearliest(*fields)
+        return await (await self._target()).aearliest(*fields)
 
     async def latest(self, *fields: str) -> M:
         """As ``QuerySet.latest()``."""
-        return await self._methods().alatest(*fields)
+        return await (await self._target()).alatest(*fields)
 
     async def in_bulk(
         self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"
     ) -> dict[Any, M]:
         """As ``QuerySet.in_bulk()``."""
-        return await self._methods().ain_bulk(id_list, field_name=field_name)
+        return await (await self._target()).ain_bulk(id_list, field_name=field_name)
 
     async def update(self, **kwargs: Any) -> int:
         """``UPDATE`` the matching rows; returns how many."""
-        return await self._methods().aupdate(**kwargs)
+        return await (await self._target()).aupdate(**kwargs)
 
     async def delete(self) -> tuple[int, dict[str, int]]:
         """Delete the matching rows (cascades and signals included)."""
-        return await self._methods().adelete()
+        return await (await self._target()).adelete()
 
     async def bulk_create(self, objs: Iterable[M], *args: Any, **kwargs: Any) -> list[M]:
         """As ``QuerySet.bulk_create()``."""
-        return await self._methods().abulk_create(objs, *args, **kwargs)
+        return await (await self._target()).abulk_create(objs, *args, **kwargs)
 
     async def bulk_update(
         self, objs: Iterable[M], fields: Sequence[str], batch_size: int | None = None
     ) -> int:
         """As ``QuerySet.bulk_update()``."""
-        return await self._methods().abulk_update(objs, fields, batch_size)
+        return await (await self._target()).abulk_update(objs, fields, batch_size)
 
     async def get_or_create(
         self, defaults: dict[str, Any] | None = None, **kwargs: Any
     ) -> tuple[M, bool]:
         """As ``QuerySet.get_or_create()``."""
-        return await self._methods().aget_or_create(defaults, **kwargs)
+        return await (await self._target()).aget_or_create(defaults, **kwargs)
 
     async def update_or_create(
         self,
@@ -220,27 +225,30 @@ class AsyncQuery(Generic[M]):
         **kwargs: Any,
     ) -> tuple[M, bool]:
         """As ``QuerySet.update_or_create()``."""
-        return await self._methods().aupdate_or_create(defaults, create_defaults, **kwargs)
+        return await (await self._target()).aupdate_or_create(defaults, create_defaults, **kwargs)
 
     async def contains(self, obj: M) -> bool:
         """Whether ``obj`` is in the query's rows."""
-        return await self._methods().acontains(obj)
+        return await (await self._target()).acontains(obj)
 
     async def explain(self, *, format: str | None = None, **options: Any) -> str:
         """PostgreSQL's ``EXPLAIN`` of the query."""
-        return await self._methods().aexplain(format=format, **options)
+        return await (await self._target()).aexplain(format=format, **options)
 
     async def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """As ``QuerySet.aggregate()``."""
-        return await self._methods().aaggregate(*args, **kwargs)
+        return await (await self._target()).aaggregate(*args, **kwargs)
 
     async def eval(self) -> list[M]:
         """Run the query and return its rows as a list."""
-        return await self._methods().alist()
+        return await (await self._target()).alist()
 
-    def iterator(self, chunk_size: int = 2000) -> AsyncIterator[M]:
+    async def iterator(self, chunk_size: int = 2000) -> AsyncIterator[M]:
         """Stream rows through a server-side cursor (``async for``)."""
-        return self._methods().aiterator(chunk_size)
+        target = await self._target()
+        async with aclosing(target.aiterator(chunk_size)) as rows:  # type: ignore[type-var]
+            async for row in rows:
+                yield row
 
     def __aiter__(self) -> AsyncIterator[M]:
         async def rows() -> AsyncIterator[M]:
@@ -260,7 +268,8 @@ class AsyncQuery(Generic[M]):
         return self._one(key)
 
     async def _one(self, index: int) -> M:
-        return await bridged(self.queryset.__getitem__)(index)  # type: ignore[no-any-return]
+        target = await self._target()
+        return await bridged(target._aio_queryset().__getitem__)(index)  # type: ignore[no-any-return]
 
     # -- sync evaluation is refused -----------------------------------------
 
@@ -299,11 +308,33 @@ class AsyncRelatedManager(AsyncQuery[M]):
     The query methods of ``AsyncQuery`` plus the manager's writes, awaitable.
     """
 
-    __slots__ = ("manager",)
+    __slots__ = ("_attribute", "_manager", "_owner")
 
-    def __init__(self, manager: Any) -> None:
-        #: The underlying Django related manager.
-        self.manager = manager
+    def __init__(self, owner: Any, attribute: str) -> None:
+        self._owner = owner
+        self._attribute = attribute
+        self._manager: Any = None
+
+    @property
+    def manager(self) -> Any:
+        """The underlying Django related manager."""
+        if self._manager is None:
+            self._manager = getattr(self._owner, self._attribute)
+        return self._manager
+
+    async def _load_manager(self) -> Any:
+        if self._manager is None:
+            try:
+                self._manager = getattr(self._owner, self._attribute)
+            except SynchronousOnlyOperation:
+                # A generic relation's manager looks up its ContentType on
+                # creation; with a cold cache that is a query: run it bridged.
+                self._manager = await bridged(getattr)(self._owner, self._attribute)
+        return self._manager
+
+    async def _target(self) -> AsyncQueryMethods[M]:
+        await self._load_manager()
+        return self._methods()
 
     @property  # type: ignore[override]
     def queryset(self) -> Any:
@@ -312,39 +343,39 @@ class AsyncRelatedManager(AsyncQuery[M]):
         return self.manager.all()
 
     def __repr__(self) -> str:
-        return f"<AsyncRelatedManager of {self.manager.model.__name__}>"
+        return f"<AsyncRelatedManager {type(self._owner).__name__}.{self._attribute}>"
 
     def _chain(self, queryset: Any) -> AsyncQuery[M]:
         return AsyncQuery(queryset)
 
     async def add(self, *objs: Any, **kwargs: Any) -> None:
         """As the related manager's ``add()``."""
-        await bridged(self.manager.add)(*objs, **kwargs)
+        await bridged((await self._load_manager()).add)(*objs, **kwargs)
 
     async def remove(self, *objs: Any, **kwargs: Any) -> None:
         """As the related manager's ``remove()`` (nullable foreign keys and M2M)."""
-        await bridged(self.manager.remove)(*objs, **kwargs)
+        await bridged((await self._load_manager()).remove)(*objs, **kwargs)
 
     async def clear(self, **kwargs: Any) -> None:
         """As the related manager's ``clear()``."""
-        await bridged(self.manager.clear)(**kwargs)
+        await bridged((await self._load_manager()).clear)(**kwargs)
 
     async def set(self, objs: Iterable[Any], **kwargs: Any) -> None:
         """As the related manager's ``set()``."""
-        await bridged(self.manager.set)(objs, **kwargs)
+        await bridged((await self._load_manager()).set)(objs, **kwargs)
 
     async def create(self, **kwargs: Any) -> M:
         """Create a related row (M2M: ``through_defaults=`` accepted)."""
-        return await bridged(self.manager.create)(**kwargs)  # type: ignore[no-any-return]
+        return await bridged((await self._load_manager()).create)(**kwargs)  # type: ignore[no-any-return]
 
     async def get_or_create(  # type: ignore[override]
         self, **kwargs: Any
     ) -> tuple[M, bool]:
         """As the related manager's ``get_or_create()``."""
-        return await bridged(self.manager.get_or_create)(**kwargs)  # type: ignore[no-any-return]
+        return await bridged((await self._load_manager()).get_or_create)(**kwargs)  # type: ignore[no-any-return]
 
     async def update_or_create(  # type: ignore[override]
         self, **kwargs: Any
     ) -> tuple[M, bool]:
         """As the related manager's ``update_or_create()``."""
-        return await bridged(self.manager.update_or_create)(**kwargs)  # type: ignore[no-any-return]
+        return await bridged((await self._load_manager()).update_or_create)(**kwargs)  # type: ignore[no-any-return]

@@ -20,6 +20,7 @@ from django_aio.conn import in_bridge
 
 __all__ = [
     "deferred_message",
+    "generic_manager_message",
     "guard_descriptor",
     "guard_method",
     "queryset_message",
@@ -52,6 +53,18 @@ def deferred_message(model: Any, name: str) -> str:
         f"{_model_name(model)}.{name} was deferred (only()/defer()), and loading it "
         f"would run a database query synchronously in async code. Include it in the "
         f"query, or load it with `await obj.arefresh_from_db(fields=[{name!r}])`."
+    )
+
+
+def generic_manager_message(model: Any, name: str) -> str:
+    """The error for a generic relation manager built with a cold ContentType cache."""
+    model_name = _model_name(model)
+    return (
+        f"{model_name}.{name} needs the ContentType of {model_name}, which is not "
+        f"cached yet, and loading it would run a database query synchronously in "
+        f"async code. Load it once first with `await run_sync(ContentType.objects."
+        f"get_for_model, {model_name})` (django_aio.conn.run_sync), or use "
+        f"`obj.a{name}` (models with django_aio.orm.AsyncMixin)."
     )
 
 
@@ -90,9 +103,7 @@ def guard_descriptor(
     return __get__
 
 
-def guard_method(
-    original: Callable[..., Any], message: Callable[[Any], str]
-) -> Callable[..., Any]:
+def guard_method(original: Callable[..., Any], message: Callable[[Any], str]) -> Callable[..., Any]:
     """Wrap a method so its ``SynchronousOnlyOperation`` says ``message(self)``."""
 
     @functools.wraps(original)

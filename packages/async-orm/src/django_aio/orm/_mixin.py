@@ -89,7 +89,7 @@ class AsyncMixin:
             if relation is not None:
                 attribute, is_manager = relation
                 if is_manager:
-                    return AsyncRelatedManager(getattr(self, attribute))
+                    return AsyncRelatedManager(self, attribute)
                 return _load(self, attribute)
         # A descriptor of the class raised AttributeError (a missing reverse
         # one-to-one raises RelatedObjectDoesNotExist, an AttributeError) and
