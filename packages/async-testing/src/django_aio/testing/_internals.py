@@ -42,7 +42,7 @@ from typing import Any, TypeVar, cast
 from django.db import connections
 from django.db.utils import load_backend
 
-from django_aio.conn import _greenlet, _pool, _scope, _units, _wrapper
+from django_aio.conn import _connection, _greenlet, _pool, _scope, _units, _wrapper
 
 __all__ = [
     "Checkout",
@@ -193,6 +193,7 @@ class Checkout:
 
 
 _checkouts: weakref.WeakKeyDictionary[Any, Checkout] = weakref.WeakKeyDictionary()
+_ended_holding: list[tuple[Checkout, bool]] = []
 _SKIP = (
     os.sep + os.path.join("django_aio", ""),
     os.sep + os.path.join("asyncio", ""),
@@ -242,6 +243,20 @@ def install_tracking() -> None:
     cls.release = tracked_release
     cls._django_aio_tracked = True
 
+    # conn closes the connection of a task that ends holding one (and logs a
+    # warning); a test must still fail for it, so remember it here.
+    task_done = _connection.AsyncConnection._task_done
+
+    def tracked_task_done(self: Any, task: asyncio.Task[Any]) -> None:
+        lease = self.lease
+        if lease is not None and not self._borrowed:
+            who = _checkouts.get(lease)
+            if who is not None:
+                _ended_holding.append((who, lease.in_transaction()))
+        task_done(self, task)
+
+    _connection.AsyncConnection._task_done = tracked_task_done
+
 
 def checked_out() -> list[tuple[Lease, Checkout]]:
     """Connections of the running loop's pools that are checked out now."""
@@ -251,3 +266,14 @@ def checked_out() -> list[tuple[Lease, Checkout]]:
 
 def forget(lease: Lease) -> None:
     _checkouts.pop(lease, None)
+
+
+def ended_holding() -> list[tuple[Checkout, bool]]:
+    """Checkouts of the running loop whose task ended holding them; cleared on read.
+
+    Each comes with whether a transaction was open on it.
+    """
+    loop = asyncio.get_running_loop()
+    mine = [entry for entry in _ended_holding if entry[0].loop is loop]
+    _ended_holding[:] = [entry for entry in _ended_holding if entry[0].loop is not loop]
+    return mine

@@ -32,6 +32,8 @@ class ConnectionLeaked(AssertionError):
     message names the alias, the task and where the connection was taken.
     """
 
+    __module__ = "django_aio.testing"
+
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(
@@ -58,22 +60,22 @@ def resolve_databases(databases: Iterable[str] | str | None) -> list[str]:
     return [alias for alias in connections if alias in wanted]
 
 
+def _describe(who: _internals.Checkout, in_transaction: bool) -> str:
+    state = "a transaction open on" if in_transaction else "a connection checked out to"
+    return f"{state} database {who.alias!r}, by task {who.task!r} (taken at {who.where})"
+
+
 def _leaked_checkouts(exclude: Iterable[Any] = ()) -> tuple[list[str], list[Any]]:
     skip = set(map(id, exclude))
     problems: list[str] = []
     leases: list[Any] = []
+    for who, in_transaction in _internals.ended_holding():
+        problems.append(_describe(who, in_transaction) + "; the task ended holding it")
     for lease, who in _internals.checked_out():
         if id(lease) in skip:
             continue
         leases.append(lease)
-        state = (
-            "a transaction open on"
-            if lease.in_transaction()
-            else "a connection checked out to"
-        )
-        problems.append(
-            f"{state} database {who.alias!r}, by task {who.task!r} (taken at {who.where})"
-        )
+        problems.append(_describe(who, lease.in_transaction()))
     return problems, leases
 
 
@@ -98,6 +100,7 @@ class _Database:
 
     async def begin(self) -> None:
         _internals.install_tracking()
+        _internals.ended_holding()  # what earlier tests on this loop left is theirs
 
     def _check_alias(self, using: str) -> None:
         if using not in self.databases:
