@@ -287,3 +287,16 @@ async def test_receiver_writes_commit_with_the_block(receivers: list[str]) -> No
         assert await notes() == []  # written in the block's transaction, not yet committed
     assert await names() == ["a"]
     assert sorted(await notes()) == ["async a", "sync a"]
+
+
+async def test_work_after_an_async_receiver_stays_in_the_block(receivers: list[str]) -> None:
+    # Django 6 copies its receivers' context variables back into the sender's
+    # context after dispatch: the block's connection must survive that.
+    with pytest.raises(Boom):
+        async with async_atomic():
+            await create("a")
+            await create("b")
+            assert await names() == []
+            raise Boom
+    assert await names() == []
+    assert await notes() == []
