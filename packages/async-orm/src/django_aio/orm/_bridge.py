@@ -51,8 +51,9 @@ def alias_of(target: object) -> str:
     if isinstance(target, QuerySet | BaseManager):
         return str(target.db)
     if isinstance(target, Model):
-        return str(target._state.db or router.db_for_write(type(target), instance=target))
-    return DEFAULT_DB_ALIAS
+        alias = target._state.db or router.db_for_write(type(target), instance=target)
+        return str(alias)
+    return str(DEFAULT_DB_ALIAS)
 
 
 async def call_bridged(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -8,7 +8,7 @@ no sync evaluation at all, so it can't run a query by accident in async code.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterable, Iterator, Sequence
 from contextlib import aclosing
 from typing import Any, Generic, NoReturn, TypeVar, overload
 
@@ -243,10 +243,10 @@ class AsyncQuery(Generic[M]):
         """Run the query and return its rows as a list."""
         return await (await self._target()).alist()
 
-    async def iterator(self, chunk_size: int = 2000) -> AsyncIterator[M]:
+    async def iterator(self, chunk_size: int = 2000) -> AsyncGenerator[M, None]:
         """Stream rows through a server-side cursor (``async for``)."""
         target = await self._target()
-        async with aclosing(target.aiterator(chunk_size)) as rows:  # type: ignore[type-var]
+        async with aclosing(target.aiterator(chunk_size)) as rows:
             async for row in rows:
                 yield row
 
@@ -336,7 +336,7 @@ class AsyncRelatedManager(AsyncQuery[M]):
         await self._load_manager()
         return self._methods()
 
-    @property  # type: ignore[override]
+    @property
     def queryset(self) -> Any:
         """The manager's current queryset: each evaluation runs a fresh query,
         unless the relation was prefetched."""

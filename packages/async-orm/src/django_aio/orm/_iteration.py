@@ -20,7 +20,7 @@ in a greenlet bound to the held lease itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import aclosing
 from itertools import islice
 from typing import Any
@@ -36,8 +36,8 @@ __all__ = ["aiterator", "iterate_chunks"]
 
 
 async def aiterator(
-    queryset: Any, chunk_size: int, fallback: Callable[[Any, int], AsyncIterator[Any]]
-) -> AsyncIterator[Any]:
+    queryset: Any, chunk_size: int, fallback: Callable[[Any, int], AsyncGenerator[Any, None]]
+) -> AsyncGenerator[Any, None]:
     """``QuerySet.aiterator()`` over ``iterate_chunks`` (Note [Chunked iteration]).
 
     ``fallback`` (Django's own ``aiterator``) serves aliases that are not bridgeable.
@@ -45,7 +45,7 @@ async def aiterator(
     if chunk_size <= 0:
         raise ValueError("Chunk size must be strictly positive.")
     if not bridgeable(queryset.db):
-        async with aclosing(fallback(queryset, chunk_size)) as rows:  # type: ignore[type-var]
+        async with aclosing(fallback(queryset, chunk_size)) as rows:
             async for item in rows:
                 yield item
         return
@@ -75,17 +75,17 @@ async def aiterator(
                 yield result
 
 
-async def iterate_chunks(iterable: Any) -> AsyncIterator[Any]:
+async def iterate_chunks(iterable: Any) -> AsyncGenerator[Any, None]:
     """Yield the rows of a Django iterable, one bridged chunk at a time."""
     chunk_size: int = iterable.chunk_size
     conn = async_connections[iterable.queryset.db]
     lease = await conn.hold()
     owner = asyncio.current_task()
-    generator: Iterator[Any] | None = None
+    generator: Generator[Any, None, None] | None = None
 
     def first_chunk() -> list[Any]:
         nonlocal generator
-        generator = iter(iterable)
+        generator = iter(iterable)  # Django iterables are generator functions
         return list(islice(generator, chunk_size))
 
     try:
@@ -108,15 +108,13 @@ async def iterate_chunks(iterable: Any) -> AsyncIterator[Any]:
             await conn.unhold()
 
 
-def _next_chunk(generator: Iterator[Any], size: int) -> list[Any]:
+def _next_chunk(generator: Generator[Any, None, None], size: int) -> list[Any]:
     return list(islice(generator, size))
 
 
-async def _close_on_lease(lease: Any, generator: Iterator[Any]) -> None:
+async def _close_on_lease(lease: Any, generator: Generator[Any, None, None]) -> None:
     # Note [Chunked iteration]: the finalizer task is not the owner.
     from django_aio.conn._greenlet import drive
     from django_aio.conn._units import Unit
 
-    close = getattr(generator, "close", None)
-    if close is not None:
-        await drive(Unit.fixed(lease), close)
+    await drive(Unit.fixed(lease), generator.close)

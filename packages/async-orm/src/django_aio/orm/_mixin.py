@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db.models import Model
 
@@ -38,14 +38,10 @@ def _relation_map(model: type[Any]) -> dict[str, tuple[str, bool]]:
     return found
 
 
-class AsyncObjects(Generic[M]):
+class AsyncObjects:
     """The ``aobjects`` descriptor: an ``AsyncQuery`` of the model's default manager."""
 
-    @overload
-    def __get__(self, instance: None, owner: type[M]) -> AsyncQuery[M]: ...
-    @overload
-    def __get__(self, instance: M, owner: type[M]) -> AsyncQuery[M]: ...
-    def __get__(self, instance: M | None, owner: type[M]) -> AsyncQuery[M]:
+    def __get__(self, instance: object, owner: type[M]) -> AsyncQuery[M]:
         if instance is not None:
             raise AttributeError(
                 f"aobjects isn't accessible via {owner.__name__} instances; use "
@@ -65,22 +61,22 @@ class AsyncMixin:
       related manager of a many-to-many, reverse foreign key or generic relation.
     """
 
-    aobjects: AsyncObjects[Any] = AsyncObjects()
+    aobjects: AsyncObjects = AsyncObjects()
 
     if TYPE_CHECKING:
         pk: Any
 
     async def asave(self, *args: Any, **kwargs: Any) -> None:
         """``save()`` with its queries (and signal receivers) on the event loop."""
-        await bridged(self.save)(*args, **kwargs)  # type: ignore[attr-defined]
+        await bridged(self.save)(*args, **kwargs)
 
     async def adelete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         """``delete()`` through the bridge (cascades and signals included)."""
-        return await bridged(self.delete)(*args, **kwargs)  # type: ignore[attr-defined, no-any-return]
+        return await bridged(self.delete)(*args, **kwargs)  # type: ignore[no-any-return]
 
     async def arefresh_from_db(self, *args: Any, **kwargs: Any) -> None:
         """``refresh_from_db()`` through the bridge."""
-        await bridged(self.refresh_from_db)(*args, **kwargs)  # type: ignore[attr-defined]
+        await bridged(self.refresh_from_db)(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for missing attributes: `a<relation>`.

@@ -7,7 +7,7 @@ and sync code keep working with these managers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -43,7 +43,7 @@ class AsyncQueryMethods(Generic[M]):
 
     def _aio_queryset(self) -> AsyncQuerySet[M]:
         if isinstance(self, QuerySet):
-            return self  # type: ignore[return-value]
+            return self  # type: ignore[no-any-return]
         return self.get_queryset()  # type: ignore[attr-defined, no-any-return]
 
     async def aget(self, *args: Any, **kwargs: Any) -> M:
@@ -139,9 +139,9 @@ class AsyncQueryMethods(Generic[M]):
         """Evaluate the queryset (one query, prefetches included) and return its rows."""
         qs = self._aio_queryset()
         await bridged(qs._fetch_all)()
-        return list(qs._result_cache)  # type: ignore[attr-defined]
+        return list(qs._result_cache)
 
-    async def aiterator(self, chunk_size: int = 2000) -> AsyncIterator[M]:
+    async def aiterator(self, chunk_size: int = 2000) -> AsyncGenerator[M, None]:
         """Stream the rows with a server-side cursor, ``chunk_size`` rows at a time.
 
         Memory stays flat however many rows there are; the task holds one
@@ -176,7 +176,7 @@ class AsyncQueryMethods(Generic[M]):
         def count(self) -> int: ...
 
 
-class AsyncQuerySet(AsyncQueryMethods[M], QuerySet):  # type: ignore[misc]
+class AsyncQuerySet(AsyncQueryMethods[M], QuerySet):
     """A Django ``QuerySet`` whose async methods run on the event loop; plus ``alist()``."""
 
     def __aiter__(self) -> AsyncIterator[M]:
