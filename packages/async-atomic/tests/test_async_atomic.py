@@ -300,3 +300,34 @@ async def test_work_after_an_async_receiver_stays_in_the_block(receivers: list[s
             raise Boom
     assert await names() == []
     assert await notes() == []
+
+
+@pytest.fixture
+def receiver_with_its_own_block() -> Iterator[None]:
+    async def receiver(sender: Any, instance: Item, **kwargs: Any) -> None:
+        async with async_atomic():
+            await run_sync(Note.objects.create, text=f"kept {instance.name}")
+        with pytest.raises(Boom):
+            async with async_atomic():
+                await run_sync(Note.objects.create, text=f"dropped {instance.name}")
+                raise Boom
+
+    post_save.connect(receiver, sender=Item, dispatch_uid="atomic-nested")
+    try:
+        yield
+    finally:
+        post_save.disconnect(sender=Item, dispatch_uid="atomic-nested")
+
+
+@pytest.mark.usefixtures("receiver_with_its_own_block")
+async def test_async_receiver_blocks_are_savepoints_of_the_senders_transaction() -> None:
+    async with async_atomic():
+        await create("a")
+        assert await notes() == []
+    assert await notes() == ["kept a"]
+    with pytest.raises(Boom):
+        async with async_atomic():
+            await create("b")
+            raise Boom
+    assert await notes() == ["kept a"]
+    assert await names() == ["a"]

@@ -20,6 +20,10 @@ that borrows the owner's connection (the lending of django_aio.conn, Note
 [Transactions and child tasks]) and is shielded; the owner waits for it to
 finish and only then re-raises the cancellation. A cancelled block therefore
 always rolls back, and its connection goes back to the pool clean.
+
+A block opened by a task that itself runs on a lent connection (an ``async
+def`` signal receiver inside the sender's transaction) exits in that task,
+without the shield: lent connections cannot be lent on.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from django.db import DEFAULT_DB_ALIAS
 from django.db.transaction import Atomic, TransactionManagementError
 
-from django_aio.conn import async_connections, run_sync
+from django_aio.conn import AsyncConnection, async_connections, run_sync
 from django_aio.conn._scope import lending
 
 from ._callbacks import Callback
@@ -55,9 +59,12 @@ R = TypeVar("R")
 
 
 class _Entry:
-    __slots__ = ("atomic", "pinned")
+    __slots__ = ("atomic", "connection", "pinned")
 
-    def __init__(self, pinned: AbstractAsyncContextManager[Any], atomic: Atomic) -> None:
+    def __init__(
+        self, connection: AsyncConnection, pinned: AbstractAsyncContextManager[Any], atomic: Atomic
+    ) -> None:
+        self.connection = connection
         self.pinned = pinned
         self.atomic = atomic
 
@@ -100,7 +107,8 @@ class AsyncAtomic:
     async def __aenter__(self) -> None:
         task = asyncio.current_task()
         assert task is not None
-        pinned = async_connections[self.using].pinned()
+        connection = async_connections[self.using]
+        pinned = connection.pinned()
         await pinned.__aenter__()
         atomic = Atomic(self.using, self.savepoint, self.durable)
         try:
@@ -108,7 +116,7 @@ class AsyncAtomic:
         except BaseException as exc:
             await pinned.__aexit__(type(exc), exc, exc.__traceback__)
             raise
-        self._open.setdefault(task, []).append(_Entry(pinned, atomic))
+        self._open.setdefault(task, []).append(_Entry(connection, pinned, atomic))
 
     async def __aexit__(
         self,
@@ -123,8 +131,13 @@ class AsyncAtomic:
         if not stack:
             del self._open[task]
         try:
-            # lending() must run in the owner task: it lends the owner's leases.
-            await lending(_exit_in_child(entry.atomic, exc_type, exc, tb))
+            if getattr(entry.connection, "_borrowed", False):
+                # A task running on a connection lent by a blocked owner (an
+                # async signal receiver) cannot lend it on: exit here, unshielded.
+                await run_sync(entry.atomic.__exit__, exc_type, exc, tb)
+            else:
+                # lending() must run in the owner task: it lends the owner's leases.
+                await lending(_exit_in_child(entry.atomic, exc_type, exc, tb))
         finally:
             await entry.pinned.__aexit__(None, None, None)
 
