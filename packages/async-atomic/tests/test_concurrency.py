@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from atomic_testapp.models import Item
-from django.db import connections
+from django.db import IntegrityError, connections
 
 from django_aio.atomic import async_atomic, on_commit
 from django_aio.conn import ConnectionOwnedByAnotherTask, async_connections, run_sync
@@ -267,3 +267,25 @@ async def test_repeated_cancellation_during_rollback() -> None:
     assert await connection_state() == (pid, None, "IDLE")
     assert await names() == []
     await async_connections.close_pools()
+
+
+@pytest.mark.usefixtures("single_connection_pool")
+async def test_commit_failure_raises_and_returns_the_connection_clean() -> None:
+    async def sql(statement: str) -> None:
+        async with async_connections["default"].cursor() as cursor:
+            await cursor.execute(statement)
+
+    await sql("DROP TABLE IF EXISTS deferred_check")
+    await sql("CREATE TABLE deferred_check (v int UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+    try:
+        pid, _, _ = await connection_state()
+        ran: list[str] = []
+        with pytest.raises(IntegrityError, match="duplicate key value"):
+            async with async_atomic():
+                await sql("INSERT INTO deferred_check VALUES (1), (1)")  # checked at COMMIT
+                await on_commit(lambda: ran.append("never"))
+        assert ran == []
+        assert await connection_state() == (pid, None, "IDLE")
+    finally:
+        await sql("DROP TABLE deferred_check")
+        await async_connections.close_pools()
