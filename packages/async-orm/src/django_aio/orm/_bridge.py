@@ -38,15 +38,22 @@ def bridgeable(alias: str | None = None) -> bool:
     return db is not None and _engine_bridgeable(db.get("ENGINE", ""))
 
 
-def alias_of(target: object) -> str:
+def alias_of(target: object, args: tuple[Any, ...] = ()) -> str:
     """Best guess of the database alias a bound ORM method of ``target`` uses.
 
     Only consulted when some aliases are not bridgeable: querysets and
     managers know their ``db``; model instances their ``_state.db`` or the
-    router's write database.
+    router's write database. For a plain function (``prefetch_related_objects``)
+    the first argument, or the first instance of a list there, decides.
     """
     from django.db.models import Model, QuerySet
     from django.db.models.manager import BaseManager
+
+    if target is None and args:
+        first = args[0]
+        if isinstance(first, list | tuple) and first:
+            first = first[0]
+        target = first
 
     if isinstance(target, QuerySet | BaseManager):
         return str(target.db)
@@ -72,7 +79,7 @@ def maybe_bridged(
 
     @functools.wraps(fn)
     async def call(*args: Any, **kwargs: Any) -> T:
-        if bridgeable() or bridgeable(alias_of(getattr(fn, "__self__", None))):
+        if bridgeable() or bridgeable(alias_of(getattr(fn, "__self__", None), args)):
             return await run_sync(fn, *args, **kwargs)
         return await fallback()(*args, **kwargs)
 

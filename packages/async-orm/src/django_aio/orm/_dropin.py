@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any
 
 from asgiref import sync as asgiref_sync
@@ -91,10 +92,24 @@ def _async_generator(self: Any) -> Any:
 
     if bridgeable(self.queryset.db):
         return iterate_chunks(self)
-    return _original_async_generator(self)
+    return _threaded_chunks(self)
 
 
-_original_async_generator: Callable[[Any], Any]
+async def _threaded_chunks(iterable: Any) -> AsyncGenerator[Any, None]:
+    # Django's own loop (BaseIterable._async_generator) with asgiref's
+    # sync_to_async named explicitly: its module global is ours now.
+    generator = iter(iterable)
+    size = iterable.chunk_size
+
+    def next_slice() -> list[Any]:
+        return list(islice(generator, size))
+
+    while True:
+        chunk = await asgiref_sync.sync_to_async(next_slice)()
+        for item in chunk:
+            yield item
+        if len(chunk) < size:
+            break
 
 
 _MISSING = object()
@@ -117,7 +132,6 @@ def enable_drop_in() -> None:
     Called at start-up by the ``django_aio.orm`` app unless
     ``DJANGO_AIO_DROP_IN = False``.
     """
-    global _original_async_generator
     if _applied:
         return
     from django.db.models import query, query_utils
@@ -131,7 +145,6 @@ def enable_drop_in() -> None:
         if hasattr(module, "sync_to_async"):
             _patch(module, "sync_to_async", bridged_sync_to_async)
 
-    _original_async_generator = query.BaseIterable.__dict__["_async_generator"]
     _patch(query.BaseIterable, "_async_generator", _async_generator)
     original_aiterator = query.QuerySet.__dict__["aiterator"]
 

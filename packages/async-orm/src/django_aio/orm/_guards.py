@@ -79,12 +79,6 @@ def queryset_message(model: Any) -> str:
     )
 
 
-def _reraise(exc: SynchronousOnlyOperation, message: str) -> SynchronousOnlyOperation:
-    error = SynchronousOnlyOperation(message)
-    error.__cause__ = exc
-    return error
-
-
 def guard_descriptor(
     original: Callable[..., Any], message: Callable[[Any, Any], str]
 ) -> Callable[..., Any]:
@@ -97,7 +91,7 @@ def guard_descriptor(
         except SynchronousOnlyOperation as exc:
             if in_bridge():
                 raise
-            raise _reraise(exc, message(self, instance)) from exc
+            raise SynchronousOnlyOperation(message(self, instance)) from exc
 
     __get__.django_aio_original = original  # type: ignore[attr-defined]
     return __get__
@@ -113,7 +107,7 @@ def guard_method(original: Callable[..., Any], message: Callable[[Any], str]) ->
         except SynchronousOnlyOperation as exc:
             if in_bridge():
                 raise
-            raise _reraise(exc, message(self)) from exc
+            raise SynchronousOnlyOperation(message(self)) from exc
 
     method.django_aio_original = original  # type: ignore[attr-defined]
     return method

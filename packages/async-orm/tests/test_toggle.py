@@ -1,0 +1,94 @@
+"""Turning drop-in mode off restores Django exactly; foreign ENGINEs keep the thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+
+import pytest
+from asgiref import sync as asgiref_sync
+from asgiref.sync import sync_to_async
+from django.db import connections
+from django.db.models import query
+from django.db.models.fields import related_descriptors
+from django.test import override_settings
+from orm_testapp.models import Author
+
+from django_aio.orm import drop_in, drop_in_enabled
+
+from .conftest import SqlLog
+
+
+@pytest.fixture
+async def close_thread_connections() -> AsyncIterator[None]:
+    """Django's thread-based path leaves a connection open in asgiref's thread."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.mark.threads_allowed
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_without_drop_in_django_uses_a_thread(sql_log: SqlLog) -> None:
+    main = threading.get_ident()
+    with drop_in(False):
+        await Author.objects.acreate(name="threaded")
+        assert await Author.objects.acount() == 1
+    threaded = sql_log.threads()
+    # What loop_thread_only refuses in every other test.
+    assert threaded
+    assert main not in threaded
+    sql_log.entries.clear()
+    await Author.objects.filter(name="threaded").adelete()
+    assert sql_log.threads() == {main}
+
+
+def test_disabling_restores_djangos_objects() -> None:
+    patched_aiterator = query.QuerySet.aiterator
+    patched_get = related_descriptors.ForwardManyToOneDescriptor.__get__
+    with drop_in(False):
+        assert not drop_in_enabled()
+        assert query.sync_to_async is asgiref_sync.sync_to_async
+        assert related_descriptors.sync_to_async is asgiref_sync.sync_to_async
+        assert query.QuerySet.aiterator.__module__ == "django.db.models.query"
+        assert related_descriptors.ForwardManyToOneDescriptor.__get__.__module__ == (
+            "django.db.models.fields.related_descriptors"
+        )
+        assert "__get__" not in vars(
+            __import__(
+                "django.contrib.contenttypes.fields", fromlist=["x"]
+            ).ReverseGenericManyToOneDescriptor
+        )
+    assert drop_in_enabled()
+    assert query.sync_to_async is not asgiref_sync.sync_to_async
+    # Re-enabling patches again, with equivalent wrappers.
+    assert query.QuerySet.aiterator.__qualname__ == patched_aiterator.__qualname__
+    assert related_descriptors.ForwardManyToOneDescriptor.__get__.__wrapped__ is (
+        patched_get.__wrapped__
+    )
+
+
+def test_the_setting_turns_drop_in_off_and_on() -> None:
+    assert drop_in_enabled()
+    with override_settings(DJANGO_AIO_DROP_IN=False):
+        assert not drop_in_enabled()
+    assert drop_in_enabled()
+
+
+@pytest.mark.threads_allowed
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_aliases_on_other_engines_keep_djangos_thread(sql_log: SqlLog) -> None:
+    main = threading.get_ident()
+    settings_dict = connections.settings["other"]
+    engine = settings_dict["ENGINE"]
+    settings_dict["ENGINE"] = "django.db.backends.postgresql"
+    try:
+        await Author.objects.using("other").acreate(name="plain")
+        assert [a.name async for a in Author.objects.using("other").aiterator()] == ["plain"]
+        await Author.objects.using("other").all().adelete()
+        await Author.objects.acount()
+    finally:
+        settings_dict["ENGINE"] = engine
+    other_threads = {thread for thread, _, sql in sql_log.entries if "orm_testapp" in sql}
+    assert other_threads - {main}, "the plain ENGINE alias should run in a thread"
+    bridged = [sql for thread, in_bridge, sql in sql_log.entries if in_bridge]
+    assert any("COUNT(*)" in sql for sql in bridged)
