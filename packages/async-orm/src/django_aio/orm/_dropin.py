@@ -191,13 +191,17 @@ def enable_drop_in() -> None:
             ),
         )
 
+        # Django 6.0 moved the accessor to GenericForeignKeyDescriptor.
+        from django.contrib.contenttypes import fields as ct_fields
+
+        gfk_accessor = getattr(ct_fields, "GenericForeignKeyDescriptor", GenericForeignKey)
         _patch(
-            GenericForeignKey,
+            gfk_accessor,
             "__get__",
             guard_descriptor(
-                GenericForeignKey.__dict__["__get__"],
+                gfk_accessor.__dict__["__get__"],
                 lambda descriptor, instance: relation_message(
-                    type(instance), descriptor.name, joinable=False
+                    type(instance), getattr(descriptor, "field", descriptor).name, joinable=False
                 ),
             ),
         )
