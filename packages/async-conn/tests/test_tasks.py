@@ -165,3 +165,25 @@ async def test_a_task_ending_with_a_held_connection_gives_it_back(
         "task 'leaky' ended while holding a connection to database 'default'; it was "
         "closed instead of returned to the pool." in caplog.text
     )
+
+
+async def test_work_after_an_async_receiver_stays_in_the_pinned_transaction() -> None:
+    signal = Signal()
+
+    async def receiver(sender: object, **kwargs: object) -> None:
+        await run_sync(_insert, 2)
+
+    signal.connect(receiver, weak=False)
+    try:
+        async with async_connections["default"].pinned() as wrapper:
+            await run_sync(wrapper.set_autocommit, False)
+            await run_sync(_insert, 1)
+            await run_sync(signal.send, sender=None)
+            # A later unit of the owner still runs in the same transaction
+            # (Django 6 copies receivers' context variables back to the sender).
+            assert await run_sync(_count) == 2
+            await run_sync(wrapper.rollback)
+            await run_sync(wrapper.set_autocommit, True)
+    finally:
+        signal.disconnect(receiver)
+    assert await run_sync(_count) == 0

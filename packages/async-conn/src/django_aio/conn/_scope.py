@@ -39,7 +39,16 @@ if TYPE_CHECKING:
     from ._connection import AsyncConnection
     from ._pool import Lease
 
-__all__ = ["Pin", "Scope", "current_scope", "find_borrowable", "independent_scope", "lending"]
+__all__ = [
+    "Pin",
+    "Scope",
+    "current_scope",
+    "find_borrowable",
+    "independent_scope",
+    "lending",
+    "restore_ownership",
+    "save_ownership",
+]
 
 T = TypeVar("T")
 
@@ -158,6 +167,16 @@ def push_pin(connection: AsyncConnection) -> tuple[Pin, Any]:
 def pop_pin(pin: Pin, token: Any) -> None:
     pin.active = False
     _pins_var.reset(token)
+
+
+def save_ownership() -> tuple[Scope | None, tuple[Pin, ...]]:
+    """The calling context's scope and pins, for ``restore_ownership``."""
+    return _scope_var.get(), _pins_var.get()
+
+
+def restore_ownership(saved: tuple[Scope | None, tuple[Pin, ...]]) -> None:
+    _scope_var.set(saved[0])
+    _pins_var.set(saved[1])
 
 
 async def lending(awaitable: Awaitable[T]) -> T:

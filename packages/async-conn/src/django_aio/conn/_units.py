@@ -21,7 +21,7 @@ from django.db import connections
 from greenlet import getcurrent
 
 from ._greenlet import BridgeGreenlet, await_, drive
-from ._scope import Scope, _scope_var, current_scope, lending
+from ._scope import Scope, current_scope, lending, restore_ownership, save_ownership
 
 if TYPE_CHECKING:
     from ._pool import Lease
@@ -98,15 +98,15 @@ def _async_to_sync_call(self: AsyncToSync[Any, Any], *args: Any, **kwargs: Any) 
     # refuse; await the coroutine on that loop instead (Note [Transactions and
     # child tasks] in _scope.py explains the lending).
     if isinstance(getcurrent(), BridgeGreenlet):
-        # Added for django_aio.atomic: Django 6's Signal.send copies its async
-        # receivers' context variables back into the caller's context
-        # (dispatcher._restore_context), which would replace this task's Scope
-        # (and its transaction's connection) by a receiver task's. Keep ours.
-        scope = _scope_var.get()
+        # Django 6's Signal.send copies its async receivers' context variables
+        # back into the caller's context (dispatcher._restore_context), which
+        # would replace this task's scope and transaction pins by a receiver
+        # task's. Keep ours.
+        saved = save_ownership()
         try:
             return await_(lending(self.awaitable(*args, **kwargs)))
         finally:
-            _scope_var.set(scope)
+            restore_ownership(saved)
     return _original_async_to_sync_call(self, *args, **kwargs)
 
 
