@@ -74,7 +74,27 @@ def prepare_bridged_classes() -> None:
         settings_dict = connections.settings[alias]
         backend = load_backend(settings_dict["ENGINE"])
         if getattr(backend.DatabaseWrapper, "django_aio_bridgeable", False):
-            _wrapper.bridged_class(backend.DatabaseWrapper)
+            bridged = _wrapper.bridged_class(backend.DatabaseWrapper)
+            # Built while a patch was active: restore the unguarded originals
+            # taken when this module was imported (pytest plugins are
+            # imported before pytest-django installs its blocker).
+            for name, original in _UNGUARDED.items():
+                if name not in vars(bridged) and name not in vars(_wrapper.BridgedWrapperMixin):
+                    setattr(bridged, name, original)
+
+
+def _unguarded_originals() -> dict[str, Any]:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    found: dict[str, Any] = {}
+    for klass in BaseDatabaseWrapper.__mro__:
+        for name, value in vars(klass).items():
+            if _wrapper._is_guarded(value):
+                found.setdefault(name, value.__wrapped__)
+    return found
+
+
+_UNGUARDED = _unguarded_originals()
 
 
 class SharedLock:

@@ -53,6 +53,40 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{_MARKER}(transaction=False, databases=None): run the test with django_aio's "
         "aio_db fixture (rolled back) or, with transaction=True, aio_transactional_db.",
     )
+    if config.pluginmanager.has_plugin("django"):
+        _teach_pytest_django()
+
+
+def _item_databases(item: pytest.Item) -> Any:
+    """The aliases a django_aio fixture of ``item`` uses, or ``()``."""
+    marker = item.get_closest_marker(_MARKER)
+    names = getattr(item, "fixturenames", ())
+    if marker is None and "aio_db" not in names and "aio_transactional_db" not in names:
+        return ()
+    from ._session import resolve_databases
+
+    databases = marker.kwargs.get("databases") if marker is not None else None
+    return resolve_databases(databases)
+
+
+def _teach_pytest_django() -> None:
+    # pytest-django creates only the databases its own markers and fixtures
+    # ask for (it scans the collected tests); add those of django_aio's.
+    from pytest_django import fixtures
+
+    original = getattr(fixtures, "_get_databases_for_test", None)
+    if original is None or getattr(original, "django_aio", False):
+        return
+
+    def databases_for_test(test: pytest.Item) -> tuple[Any, bool]:
+        databases, serialized = original(test)
+        extra = _item_databases(test)
+        if extra:
+            databases = [*dict.fromkeys([*databases, *extra])]
+        return databases, serialized
+
+    databases_for_test.django_aio = True  # type: ignore[attr-defined]
+    fixtures._get_databases_for_test = databases_for_test
 
 
 def _marker_args(request: pytest.FixtureRequest) -> tuple[bool, Any]:
