@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from django.apps import apps
-from django.db import connections, transaction
+from django.db import connections
 from django.db.backends.utils import CursorWrapper
 
-from django_aio.conn import async_connections, in_bridge, run_sync
+from django_aio.conn import in_bridge, run_sync
 
 
 def _truncate() -> None:
@@ -31,33 +30,6 @@ async def clean_tables() -> AsyncIterator[None]:
     """Every test starts and ends with empty test-app tables (the test DB is shared)."""
     yield
     await run_sync(_truncate)
-
-
-@asynccontextmanager
-async def atomic(using: str = "default") -> AsyncIterator[None]:
-    """A transaction on the task's pinned connection.
-
-    Stands in for ``django_aio.atomic.async_atomic`` until that package lands:
-    Django's own ``atomic`` entered and exited through the bridge.
-    """
-    try:
-        from django_aio.atomic import async_atomic  # type: ignore[attr-defined]
-    except ImportError:
-        pass
-    else:
-        async with async_atomic(using=using):
-            yield
-        return
-    async with async_connections[using].pinned():
-        block = transaction.atomic(using=using)
-        await run_sync(block.__enter__)
-        try:
-            yield
-        except BaseException as exc:
-            await run_sync(block.__exit__, type(exc), exc, exc.__traceback__)
-            raise
-        else:
-            await run_sync(block.__exit__, None, None, None)
 
 
 class SqlLog:

@@ -21,9 +21,8 @@ from orm_testapp.models import (
     Vet,
 )
 
+from django_aio.atomic import async_atomic
 from django_aio.conn import in_bridge
-
-from .conftest import atomic
 
 
 async def test_asave_adelete_arefresh_from_db() -> None:
@@ -127,7 +126,7 @@ async def test_sync_receivers_run_in_callers_transaction() -> None:
     try:
         author = await Author.objects.acreate(name="Ann")
         with pytest.raises(RuntimeError, match="boom"):
-            async with atomic():
+            async with async_atomic():
                 await Book.objects.acreate(title="T", author=author)
                 assert await Author.objects.filter(name="log-T").aexists()
                 raise RuntimeError("boom")
@@ -154,7 +153,7 @@ async def test_async_receivers_run_on_the_loop_in_callers_transaction() -> None:
     signals.pre_delete.connect(on_delete, sender=Book)
     try:
         author = await Author.objects.acreate(name="Ann")
-        async with atomic():
+        async with async_atomic():
             book = await Book.objects.acreate(title="T", author=author)
             await book.adelete()
     finally:

@@ -11,9 +11,8 @@ from django.http import Http404
 from django.shortcuts import aget_list_or_404, aget_object_or_404
 from orm_testapp.models import Author, Book, Tag
 
+from django_aio.atomic import async_atomic
 from django_aio.orm import drop_in_enabled
-
-from .conftest import atomic
 
 
 @pytest.fixture
@@ -169,7 +168,7 @@ async def test_set_operations(library: dict[str, Author]) -> None:
 
 
 async def test_select_for_update_in_transaction(library: dict[str, Author]) -> None:
-    async with atomic():
+    async with async_atomic():
         locked = [a async for a in Author.objects.select_for_update().filter(age__gt=30)]
         assert [a.name for a in locked] == ["Ann", "Cy"]
         locked_one = await Author.objects.select_for_update(nowait=True).aget(name="Bob")

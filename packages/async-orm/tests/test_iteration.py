@@ -9,9 +9,8 @@ import tracemalloc
 import pytest
 from orm_testapp.models import Author, Book, Row
 
+from django_aio.atomic import async_atomic
 from django_aio.conn import async_connections
-
-from .conftest import atomic
 
 
 async def open_cursors() -> list[str]:
@@ -80,7 +79,7 @@ async def test_aiterator_with_prefetch_related() -> None:
 
 
 async def test_aiterator_in_a_transaction_sees_its_writes() -> None:
-    async with atomic():
+    async with async_atomic():
         await Row.objects.abulk_create([Row(n=i) for i in range(5)])
         assert [r.n async for r in Row.objects.order_by("n").aiterator(chunk_size=2)] == [
             0,

@@ -1,0 +1,209 @@
+"""Django's own async ORM (drop-in off: ``sync_to_async``) vs drop-in on, interleaved.
+
+Usage:  uv run python packages/async-orm/tests/bench_orm.py [--rounds 5] [--ops 200]
+        [--rows 200000]
+
+Or, with Django configured and the ``orm_testapp`` tables present,
+``await bench(...)`` from another benchmark. Each scenario runs both modes in
+one process, alternating round by round; the report gives the median time per
+operation, and for ``aiterator`` over ``--rows`` rows the tracemalloc peak
+(Python allocations while streaming) and the wall time. Uses DATABASE_URL /
+PG* or the embedded PostgreSQL, in a database ``django_aio_orm_bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+MODES = {"django (sync_to_async)": False, "django_aio drop-in": True}
+_names = count()
+
+
+async def _list_100() -> None:
+    from orm_testapp.models import Row
+
+    rows = [r async for r in Row.objects.order_by("id")[:100]]
+    assert len(rows) == 100
+
+
+async def _select_related() -> None:
+    from orm_testapp.models import Book
+
+    books = [b async for b in Book.objects.select_related("author").order_by("id")[:100]]
+    assert books[0].author.name
+
+
+async def _create() -> None:
+    from orm_testapp.models import Author
+
+    await Author.objects.acreate(name=f"bench-{next(_names)}")
+
+
+SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
+    "list 100 rows": _list_100,
+    "select_related, 100 rows": _select_related,
+    "create": _create,
+}
+
+
+async def _time_per_op(op: Callable[[], Awaitable[None]], ops: int) -> float:
+    started = time.perf_counter()
+    for _ in range(ops):
+        await op()
+    return (time.perf_counter() - started) / ops
+
+
+async def _stream(rows: int) -> tuple[float, float]:
+    """(tracemalloc peak in MiB, seconds) of streaming ``rows`` rows with aiterator.
+
+    Timed in a second pass without tracemalloc, which slows allocation-heavy code.
+    """
+    from orm_testapp.models import Row
+
+    async def consume() -> int:
+        seen = 0
+        async for _ in Row.objects.aiterator(chunk_size=2000):
+            seen += 1
+        return seen
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        seen = await consume()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert seen == rows, (seen, rows)
+    started = time.perf_counter()
+    await consume()
+    return peak / 2**20, time.perf_counter() - started
+
+
+async def bench(rounds: int = 5, ops: int = 200, rows: int = 200_000) -> dict[str, Any]:
+    """Run every scenario in both modes, interleaved; returns the medians."""
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from django_aio.orm import drop_in
+
+    timings: dict[str, dict[str, list[float]]] = {
+        name: {mode: [] for mode in MODES} for name in SCENARIOS
+    }
+    streaming: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
+    for enabled in MODES.values():  # warm up both paths
+        with drop_in(enabled):
+            for op in SCENARIOS.values():
+                await op()
+    for round_ in range(rounds):
+        order = list(MODES.items())
+        if round_ % 2:
+            order.reverse()
+        for mode, enabled in order:
+            with drop_in(enabled):
+                for name, op in SCENARIOS.items():
+                    timings[name][mode].append(await _time_per_op(op, ops))
+                if rows and round_ < 2:
+                    streaming[mode].append(await _stream(rows))
+    await sync_to_async(connections.close_all)()
+    result: dict[str, Any] = {}
+    for name, per_mode in timings.items():
+        result[name] = {mode: statistics.median(v) * 1e6 for mode, v in per_mode.items()}
+    if not rows:
+        return result
+    result[f"aiterator over {rows} rows"] = {
+        mode: {
+            "peak_mib": max(p for p, _ in runs),
+            "seconds": statistics.median(s for _, s in runs),
+        }
+        for mode, runs in streaming.items()
+    }
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    """The result of ``bench()`` as a markdown table."""
+    lines = [
+        "| scenario | " + " | ".join(MODES) + " | speed-up |",
+        "|---|" + "---|" * (len(MODES) + 1),
+    ]
+    off, on = MODES
+    for name, values in result.items():
+        if "aiterator" in name:
+            cells = [f"{v['peak_mib']:.1f} MiB peak, {v['seconds']:.2f} s" for v in values.values()]
+            ratio = values[off]["seconds"] / values[on]["seconds"]
+        else:
+            cells = [f"{v:.0f} us/op" for v in values.values()]
+            ratio = values[off] / values[on]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
+    return "\n".join(lines)
+
+
+def setup_django(rows: int) -> None:
+    """Configure Django for a standalone run and fill the bench database."""
+    import django
+    import psycopg
+    from django.conf import settings
+
+    from django_aio.conn.testdb import database_settings
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    entry = database_settings("django_aio_orm_bench", OPTIONS={"pool": {"max_size": 4}})
+    admin = {k: entry[k] for k in ("HOST", "PORT", "USER", "PASSWORD")}
+    conninfo = {
+        "host": admin["HOST"] or None,
+        "port": admin["PORT"] or None,
+        "user": admin["USER"] or None,
+        "password": admin["PASSWORD"] or None,
+        "dbname": "postgres",
+    }
+    with psycopg.connect(**{k: v for k, v in conninfo.items() if v}, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS django_aio_orm_bench")
+        conn.execute("CREATE DATABASE django_aio_orm_bench")
+    settings.configure(
+        DEBUG=False,
+        USE_TZ=True,
+        INSTALLED_APPS=[
+            "django.contrib.contenttypes",
+            "django_aio.conn",
+            "django_aio.orm",
+            "orm_testapp",
+        ],
+        DATABASES={"default": entry},
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+    )
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from orm_testapp.models import Author, Book, Row
+
+    call_command("migrate", verbosity=0)
+    rows = max(rows, 100)
+    Row.objects.bulk_create((Row(n=i, payload="x" * 40) for i in range(rows)), batch_size=10_000)
+    authors = Author.objects.bulk_create(Author(name=f"author {i}") for i in range(10))
+    Book.objects.bulk_create(Book(title=f"book {i}", author=authors[i % 10]) for i in range(200))
+    connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--ops", type=int, default=200)
+    parser.add_argument("--rows", type=int, default=200_000)
+    args = parser.parse_args()
+    setup_django(args.rows)
+    result = asyncio.run(bench(args.rounds, args.ops, args.rows))
+    print(report(result))
+
+
+if __name__ == "__main__":
+    main()
