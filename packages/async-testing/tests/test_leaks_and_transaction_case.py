@@ -23,7 +23,7 @@ class CommitsAreReal(AsyncioTransactionTestCase):
         async with async_atomic():
             await run_sync(Author.objects.create, name="committed")
         async with async_connections.independent_connection():
-            self.assertEqual(await count_authors(), 1)
+            assert await count_authors() == 1
 
     async def test_select_for_update_blocks_a_concurrent_transaction(self) -> None:
         await run_sync(Author.objects.create, name="locked")
@@ -44,7 +44,7 @@ class CommitsAreReal(AsyncioTransactionTestCase):
                 order.append("second got the lock")
 
         await asyncio.gather(first(), second())
-        self.assertEqual(order, ["first commits", "second got the lock"])
+        assert order == ["first commits", "second got the lock"]
 
     async def test_on_commit_runs_after_the_real_commit(self) -> None:
         seen: list[int] = []
@@ -56,7 +56,7 @@ class CommitsAreReal(AsyncioTransactionTestCase):
         async with async_atomic():
             await run_sync(Author.objects.create, name="x")
             await async_connections["default"].on_commit(callback)
-        self.assertEqual(seen, [1])
+        assert seen == [1]
 
     async def test_assert_num_queries_counts_this_task(self) -> None:
         async with self.assertNumQueries(1):
@@ -65,11 +65,11 @@ class CommitsAreReal(AsyncioTransactionTestCase):
 
 class TablesAreFlushedBetweenTests(AsyncioTransactionTestCase):
     async def test_one(self) -> None:
-        self.assertEqual(await count_authors(), 0)
+        assert await count_authors() == 0
         await run_sync(Author.objects.create, name="one")
 
     async def test_two(self) -> None:
-        self.assertEqual(await count_authors(), 0)
+        assert await count_authors() == 0
         await run_sync(Author.objects.create, name="two")
 
 
@@ -170,6 +170,6 @@ class AfterTheLeaksEverythingIsClean(AsyncioTransactionTestCase):
     # Runs after the leaky cases above in file order; their connections were
     # discarded and their tables flushed.
     async def test_nothing_is_left(self) -> None:
-        self.assertEqual(await count_authors(), 0)
+        assert await count_authors() == 0
         async with async_atomic():
-            self.assertEqual(await count_authors(), 0)
+            assert await count_authors() == 0

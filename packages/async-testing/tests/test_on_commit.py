@@ -16,7 +16,7 @@ class OnCommitRunsAsInProduction(AsyncioTestCase):
     async def test_outside_any_block_it_runs_at_once(self) -> None:
         ran: list[str] = []
         await on_commit(lambda: ran.append("now"))
-        self.assertEqual(ran, ["now"])
+        assert ran == ["now"]
 
     async def test_in_an_async_atomic_block_it_runs_when_the_block_commits(self) -> None:
         ran: list[str] = []
@@ -24,8 +24,8 @@ class OnCommitRunsAsInProduction(AsyncioTestCase):
             await on_commit(lambda: ran.append("first"))
             async with async_atomic():
                 await on_commit(lambda: ran.append("second"))
-            self.assertEqual(ran, [])
-        self.assertEqual(ran, ["first", "second"])
+            assert ran == []
+        assert ran == ["first", "second"]
 
     async def test_async_callbacks_are_awaited(self) -> None:
         ran: list[str] = []
@@ -36,7 +36,7 @@ class OnCommitRunsAsInProduction(AsyncioTestCase):
         async with async_atomic():
             await run_sync(Author.objects.create, name="x")
             await on_commit(callback)
-        self.assertEqual(ran, ["1"])
+        assert ran == ["1"]
 
     async def test_a_block_that_rolls_back_drops_its_callbacks(self) -> None:
         ran: list[str] = []
@@ -54,14 +54,14 @@ class OnCommitRunsAsInProduction(AsyncioTestCase):
                 raise ValueError
         except ValueError:
             pass
-        self.assertEqual(ran, ["kept"])
+        assert ran == ["kept"]
 
     def test_sync_atomic_and_on_commit_in_the_bridge(self) -> None:
         ran: list[str] = []
         with transaction.atomic():
             transaction.on_commit(lambda: ran.append("sync"))
-            self.assertEqual(ran, [])
-        self.assertEqual(ran, ["sync"])
+            assert ran == []
+        assert ran == ["sync"]
 
     async def test_robust_callbacks_log_and_continue(self) -> None:
         ran: list[str] = []
@@ -73,9 +73,9 @@ class OnCommitRunsAsInProduction(AsyncioTestCase):
             async with async_atomic():
                 await on_commit(broken, robust=True)
                 await on_commit(lambda: ran.append("after"))
-        self.assertEqual(ran, ["after"])
-        self.assertIn("Error calling", logs.output[0])
-        self.assertIn("broken in on_commit() (callback failed)", logs.output[0])
+        assert ran == ["after"]
+        assert "Error calling" in logs.output[0]
+        assert "broken in on_commit() (callback failed)" in logs.output[0]
 
     async def test_a_failing_callback_raises_from_the_block(self) -> None:
         def broken() -> None:
@@ -97,8 +97,8 @@ class CaptureOnCommitCallbacks(AsyncioTestCase):
             async with async_atomic():
                 await on_commit(callback)
             await on_commit(callback)
-        self.assertEqual(callbacks, [callback, callback])
-        self.assertEqual(ran, [])
+        assert callbacks == [callback, callback]
+        assert ran == []
 
     async def test_execute_runs_them_in_order_with_those_they_register(self) -> None:
         ran: list[str] = []
@@ -113,9 +113,9 @@ class CaptureOnCommitCallbacks(AsyncioTestCase):
         async with self.captureOnCommitCallbacks(execute=True) as callbacks:
             await on_commit(first)
             await on_commit(second)
-        self.assertEqual(ran, ["first", "second", "third"])
-        self.assertEqual(len(callbacks), 3)
-        self.assertIs(callbacks[1], second)
+        assert ran == ["first", "second", "third"]
+        assert len(callbacks) == 3
+        assert callbacks[1] is second
 
     async def test_callbacks_of_a_rolled_back_block_are_not_captured(self) -> None:
         async with self.captureOnCommitCallbacks() as callbacks:
@@ -125,15 +125,15 @@ class CaptureOnCommitCallbacks(AsyncioTestCase):
                     raise ValueError
             except ValueError:
                 pass
-        self.assertEqual(callbacks, [])
+        assert callbacks == []
 
     async def test_pending_callbacks_of_an_open_block_are_captured(self) -> None:
         ran: list[str] = []
         async with async_atomic():
             async with self.captureOnCommitCallbacks() as callbacks:
                 await on_commit(lambda: ran.append("x"))
-            self.assertEqual(len(callbacks), 1)
-        self.assertEqual(ran, [])
+            assert len(callbacks) == 1
+        assert ran == []
 
     async def test_unknown_alias(self) -> None:
         with self.assertRaisesMessage(ValueError, "database 'other' is not used by this test"):
@@ -156,9 +156,8 @@ class AssertNumQueries(AsyncioTestCase):
         await self.assertNumQueries(1, count)
 
     async def test_cursor_queries_count(self) -> None:
-        async with self.assertNumQueries(1):
-            async with async_connections["default"].cursor() as cursor:
-                await cursor.execute("SELECT 1")
+        async with self.assertNumQueries(1), async_connections["default"].cursor() as cursor:
+            await cursor.execute("SELECT 1")
 
     async def test_failure_names_the_numbers_and_the_queries(self) -> None:
         with self.assertRaisesMessage(
@@ -170,6 +169,8 @@ class AssertNumQueries(AsyncioTestCase):
                 pass
 
     def test_plain_with_is_refused(self) -> None:
-        with self.assertRaisesMessage(TypeError, "use `async with self.assertNumQueries(...)`"):
-            with self.assertNumQueries(1):
-                pass
+        with (
+            self.assertRaisesMessage(TypeError, "use `async with self.assertNumQueries(...)`"),
+            self.assertNumQueries(1),
+        ):
+            pass

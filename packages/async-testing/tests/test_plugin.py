@@ -105,8 +105,7 @@ def _check_outcomes(result: pytest.RunResult) -> None:
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_leaves_a_cursor_open*",
-            "E*django_aio.testing.ConnectionLeaked: the test left database "
-            "connections in use:",
+            "E*django_aio.testing.ConnectionLeaked: the test left database connections in use:",
             "E*- a connection checked out to database 'default', by task '*' "
             "(taken at *test_project.py:* in test_leaves_a_cursor_open)*",
         ]

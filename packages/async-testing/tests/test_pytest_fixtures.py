@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from testing_testapp.models import Author
@@ -17,8 +16,8 @@ async def count_authors() -> int:
 
 
 @pytest.fixture
-async def tolkien(aio_db: RollbackDatabase) -> AsyncIterator[Author]:
-    yield await run_sync(Author.objects.create, name="Tolkien")
+async def tolkien(aio_db: RollbackDatabase) -> Author:
+    return await run_sync(Author.objects.create, name="Tolkien")
 
 
 async def test_fixture_data_is_visible_in_the_test(tolkien: Author) -> None:

@@ -33,28 +33,28 @@ class SetUpDataIsVisible(AsyncioTestCase):
 
     async def test_async_code_sees_the_data(self) -> None:
         names = await run_sync(lambda: sorted(Author.objects.values_list("name", flat=True)))
-        self.assertEqual(names, ["Le Guin", "Tolkien"])
-        self.assertEqual(await run_sync(Book.objects.get), await run_sync(Book.objects.get))
+        assert names == ["Le Guin", "Tolkien"]
+        assert await run_sync(Book.objects.get) == await run_sync(Book.objects.get)
 
     async def test_context_from_async_setup_reaches_the_test(self) -> None:
-        self.assertEqual(marker.get(), "from asyncSetUp")
+        assert marker.get() == "from asyncSetUp"
 
     def test_sync_test_methods_run_in_the_bridge(self) -> None:
-        self.assertEqual(Author.objects.count(), 2)
-        self.assertEqual(Book.objects.get().author.name, "Tolkien")
+        assert Author.objects.count() == 2
+        assert Book.objects.get().author.name == "Tolkien"
 
     async def test_gathered_tasks_share_the_test_connection(self) -> None:
         counts = await asyncio.gather(*(count_authors() for _ in range(5)))
-        self.assertEqual(counts, [2] * 5)
+        assert counts == [2] * 5
 
     async def test_cursor_blocks_see_the_data(self) -> None:
         async with async_connections["default"].cursor() as cursor:
             await cursor.execute("SELECT count(*) FROM testing_testapp_author")
-            self.assertEqual(await cursor.fetchone(), (2,))
+            assert await cursor.fetchone() == (2,)
 
     async def test_independent_connection_does_not_see_uncommitted_data(self) -> None:
         async with async_connections.independent_connection():
-            self.assertEqual(await count_authors(), 0)
+            assert await count_authors() == 0
 
 
 class EachTestIsRolledBack(AsyncioTestCase):
@@ -62,7 +62,7 @@ class EachTestIsRolledBack(AsyncioTestCase):
     # row must be gone when the second runs, whichever order they run in.
     async def _add_and_count(self, name: str) -> None:
         await run_sync(Author.objects.create, name=name)
-        self.assertEqual(await count_authors(), 1)
+        assert await count_authors() == 1
 
     async def test_one(self) -> None:
         await self._add_and_count("one")
@@ -73,7 +73,7 @@ class EachTestIsRolledBack(AsyncioTestCase):
 
 class NothingLeaksIntoTheDatabase(AsyncioTestCase):
     def test_rows_from_the_other_classes_are_gone(self) -> None:
-        self.assertEqual(Author.objects.count(), 0)
+        assert Author.objects.count() == 0
 
 
 class TransactionsInsideTheTest(AsyncioTestCase):
@@ -89,7 +89,7 @@ class TransactionsInsideTheTest(AsyncioTestCase):
 
         await run_sync(work)
         names = await run_sync(lambda: list(Author.objects.values_list("name", flat=True)))
-        self.assertEqual(names, ["kept"])
+        assert names == ["kept"]
 
     async def test_a_failed_block_without_savepoint_leaves_the_test_usable(self) -> None:
         # In production this block is the whole transaction: its failure rolls
@@ -103,7 +103,7 @@ class TransactionsInsideTheTest(AsyncioTestCase):
                 pass
 
         await run_sync(work)
-        self.assertEqual(await count_authors(), 0)
+        assert await count_authors() == 0
 
     async def test_durable_blocks_open_at_the_top_level(self) -> None:
         def work() -> None:
@@ -111,7 +111,7 @@ class TransactionsInsideTheTest(AsyncioTestCase):
                 Author.objects.create(name="durable")
 
         await run_sync(work)
-        self.assertEqual(await count_authors(), 1)
+        assert await count_authors() == 1
 
     async def test_durable_block_nested_in_another_is_refused(self) -> None:
         def work() -> None:
@@ -132,9 +132,10 @@ class TransactionsInsideTheTest(AsyncioTestCase):
                     await asyncio.create_task(count_authors())
             finally:
                 await run_sync(
-                    lambda: transaction.Atomic(using="default", savepoint=True, durable=False)
-                    .__exit__(None, None, None)
+                    lambda: transaction.Atomic(
+                        using="default", savepoint=True, durable=False
+                    ).__exit__(None, None, None)
                 )
 
     def test_the_test_transaction_is_on_the_shared_connection(self) -> None:
-        self.assertTrue(connections["default"].in_atomic_block)
+        assert connections["default"].in_atomic_block

@@ -34,6 +34,7 @@ import asyncio
 import collections
 import os
 import sys
+import types
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -227,18 +228,18 @@ _SKIP = (
 
 
 def _caller() -> str:
-    frame = sys._getframe(2)
+    frame: types.FrameType | None = sys._getframe(2)
     while frame is not None:
         filename = frame.f_code.co_filename
         if not any(part in filename for part in _SKIP):
             return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}"
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return "unknown code"
 
 
 def install_tracking() -> None:
     """Record who checks each pooled connection out (idempotent)."""
-    cls = _pool.AliasPool
+    cls: Any = _pool.AliasPool
     if getattr(cls, "_django_aio_tracked", False):
         return
     acquire = cls.acquire
@@ -265,7 +266,8 @@ def install_tracking() -> None:
 
     # conn closes the connection of a task that ends holding one (and logs a
     # warning); a test must still fail for it, so remember it here.
-    task_done = _connection.AsyncConnection._task_done
+    connection_class: Any = _connection.AsyncConnection
+    task_done = connection_class._task_done
 
     def tracked_task_done(self: Any, task: asyncio.Task[Any]) -> None:
         lease = self.lease
@@ -275,7 +277,7 @@ def install_tracking() -> None:
                 _ended_holding.append((who, lease.in_transaction()))
         task_done(self, task)
 
-    _connection.AsyncConnection._task_done = tracked_task_done
+    connection_class._task_done = tracked_task_done
 
 
 def checked_out() -> list[tuple[Lease, Checkout]]:

@@ -122,9 +122,7 @@ class TestTransaction:
         if self.captures:
             func = _Captured(func, robust, self.captures[-1])
         if self.in_user_block():
-            self.connection.run_on_commit.append(
-                (set(self.connection.savepoint_ids), func, robust)
-            )
+            self.connection.run_on_commit.append((set(self.connection.savepoint_ids), func, robust))
         else:
             call_hook(func, robust)
 
@@ -190,5 +188,5 @@ def _exit(self: transaction.Atomic, exc_type: Any, exc_value: Any, traceback: An
 def install() -> None:
     """Patch Django's ``Atomic`` once (inert for connections without a TestTransaction)."""
     if transaction.Atomic.__enter__ is not _enter:
-        transaction.Atomic.__enter__ = _enter  # type: ignore[method-assign]
-        transaction.Atomic.__exit__ = _exit  # type: ignore[method-assign,assignment]
+        transaction.Atomic.__enter__ = _enter
+        transaction.Atomic.__exit__ = _exit

@@ -45,9 +45,7 @@ def use_embedded_server_if_needed(mode: str) -> list[str]:
     candidates = [
         alias
         for alias in connections
-        if getattr(
-            connections[alias].__class__, "django_aio_bridgeable", False
-        )
+        if getattr(connections[alias].__class__, "django_aio_bridgeable", False)
         and _names_no_server(connections.settings[alias])
     ]
     if not candidates:

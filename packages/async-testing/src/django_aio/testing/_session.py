@@ -292,9 +292,7 @@ def _flush(aliases: list[str]) -> None:
     for alias in aliases:
         if connections[alias].settings_dict["TEST"]["MIRROR"]:
             continue
-        call_command(
-            "flush", verbosity=0, interactive=False, database=alias, reset_sequences=False
-        )
+        call_command("flush", verbosity=0, interactive=False, database=alias, reset_sequences=False)
 
 
 async def maybe_await(result: Awaitable[Any] | Any) -> Any:

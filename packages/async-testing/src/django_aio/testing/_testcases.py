@@ -55,7 +55,9 @@ class _AsyncioLifecycle(TransactionTestCase):
     async def asyncTearDown(self) -> None:
         """Async per-test teardown, run before ``tearDown()`` in the test's task."""
 
-    def addAsyncCleanup(self, func: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any) -> None:
+    def addAsyncCleanup(
+        self, func: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any
+    ) -> None:
         """Register ``await func(*args, **kwargs)`` to run after ``tearDown()``."""
         self.addCleanup(func, *args, **kwargs)
 
@@ -140,7 +142,7 @@ class _AsyncioLifecycle(TransactionTestCase):
         self._run(function, *args, **kwargs)
 
     def doCleanups(self) -> bool:
-        ok = super().doCleanups()
+        ok = bool(super().doCleanups())
         outcome = getattr(self, "_outcome", None)
         if outcome is None:
             self._end_database()
@@ -171,7 +173,7 @@ class _AsyncioLifecycle(TransactionTestCase):
 
     # -- assertions ----------------------------------------------------------
 
-    def assertNumQueries(  # type: ignore[override]
+    def assertNumQueries(
         self,
         num: int,
         func: Callable[..., Any] | None = None,
@@ -195,9 +197,7 @@ class _AsyncioLifecycle(TransactionTestCase):
         return _counted(counter, func, args, kwargs)
 
 
-async def _counted(
-    counter: QueryCounter, func: Callable[..., Any], args: Any, kwargs: Any
-) -> Any:
+async def _counted(counter: QueryCounter, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     async with counter:
         return await _call(func, *args, **kwargs)
 
@@ -218,7 +218,7 @@ class AsyncioTestCase(_AsyncioLifecycle):
     transaction open or a connection checked out fails, naming it.
     """
 
-    _aio_db: RollbackDatabase | None  # type: ignore[assignment]
+    _aio_db: RollbackDatabase | None
 
     @classmethod
     def setUpTestData(cls) -> None:
@@ -271,7 +271,7 @@ class AsyncioTransactionTestCase(_AsyncioLifecycle):
     @classmethod
     def _fixture_setup(cls) -> None:
         # Django's own: loads fixtures on the sync connection, which commits.
-        TransactionTestCase._fixture_setup.__func__(cls)  # type: ignore[attr-defined]
+        TransactionTestCase._fixture_setup.__func__(cls)
 
     def _make_database(self) -> TransactionalDatabase:
         return TransactionalDatabase(self._databases_list(), flush=self._flush)

@@ -72,7 +72,7 @@ def _item_databases(item: pytest.Item) -> Any:
 def _teach_pytest_django() -> None:
     # pytest-django creates only the databases its own markers and fixtures
     # ask for (it scans the collected tests); add those of django_aio's.
-    from pytest_django import fixtures
+    from pytest_django import fixtures  # type: ignore[import-not-found, unused-ignore]
 
     original = getattr(fixtures, "_get_databases_for_test", None)
     if original is None or getattr(original, "django_aio", False):
@@ -179,7 +179,9 @@ def aio_transactional_db(request: pytest.FixtureRequest) -> Any:
     calling task's queries).
     """
     _allow_database_access(request)
-    name = "_aio_transactional_db_anyio" if _uses_anyio(request) else "_aio_transactional_db_asyncio"
+    name = (
+        "_aio_transactional_db_anyio" if _uses_anyio(request) else "_aio_transactional_db_asyncio"
+    )
     return request.getfixturevalue(name)
 
 
