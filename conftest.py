@@ -12,11 +12,13 @@ out, together with their test apps.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import django
 import pytest
@@ -85,27 +87,40 @@ def pytest_configure(config: pytest.Config) -> None:
         _configure()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def django_test_databases(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Create the test databases once per session and drop them at the end."""
+def _database_access(request: pytest.FixtureRequest) -> contextlib.AbstractContextManager[Any]:
+    # pytest-django (``uv run --with pytest-django``) blocks database access
+    # outside its own fixtures; every test here may use the databases.
     if request.config.pluginmanager.has_plugin("django"):
-        # Run under pytest-django (``uv run --with pytest-django``): it creates
-        # the test databases; every test here may use them, as without it.
-        request.getfixturevalue("django_db_setup")
-        blocker = request.getfixturevalue("django_db_blocker")
-        with blocker.unblock():
-            yield
-        return
+        return request.getfixturevalue("django_db_blocker").unblock()  # type: ignore[no-any-return]
+    return contextlib.nullcontext()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Create the test databases (every alias) once per session and drop them at the end.
+
+    Also pytest-django's fixture of that name, so that under pytest-django the
+    databases are made once, here, with every alias.
+    """
     from django.test.utils import setup_databases, teardown_databases
 
-    config = setup_databases(verbosity=0, interactive=False, keepdb=False)
+    with _database_access(request):
+        config = setup_databases(verbosity=0, interactive=False, keepdb=False)
     try:
         yield
     finally:
         from django_aio.conn._pool import discard_closed_loops
 
         discard_closed_loops()
-        teardown_databases(config, verbosity=0)
+        with _database_access(request):
+            teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def django_test_databases(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[None]:
+    """The test databases, usable by every test of the session."""
+    with _database_access(request):
+        yield
 
 
 @pytest.fixture(scope="session")
