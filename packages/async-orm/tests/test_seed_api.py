@@ -202,3 +202,26 @@ def test_unknown_attributes_still_raise() -> None:
         pizza.anything  # noqa: B018
     with pytest.raises(AttributeError, match="aobjects isn't accessible via Pizza instances"):
         pizza.aobjects  # noqa: B018
+
+
+async def test_sync_django_keeps_working_with_async_managers(menu: dict[str, object]) -> None:
+    from django import forms
+
+    class PizzaForm(forms.ModelForm):  # type: ignore[type-arg]
+        class Meta:
+            model = Pizza
+            fields = ["name", "box", "toppings"]
+
+    def sync_code() -> tuple[bool, int, list[str]]:
+        # What admin, forms and management commands do: plain sync ORM calls.
+        box = Box.objects.get()
+        form = PizzaForm(data={"name": "formed", "box": box.pk, "toppings": []})
+        valid = form.is_valid()
+        form.save()
+        names = list(Pizza.objects.filter(box=box).values_list("name", flat=True))
+        return valid, Pizza.objects.count(), names
+
+    valid, total, names = await run_sync(sync_code)
+    assert valid
+    assert total == 3
+    assert names == ["formed", "margherita"]

@@ -6,12 +6,13 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, connections, router
 from django.db.utils import load_backend
 
 from django_aio.conn import run_sync
 
-__all__ = ["alias_of", "bridgeable", "call_bridged"]
+__all__ = ["alias_of", "bridgeable", "maybe_bridged", "run"]
 
 T = TypeVar("T")
 
@@ -63,9 +64,17 @@ def alias_of(target: object, args: tuple[Any, ...] = ()) -> str:
     return str(DEFAULT_DB_ALIAS)
 
 
-async def call_bridged(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """``await run_sync(fn, ...)``: one unit of work on the event loop."""
-    return await run_sync(fn, *args, **kwargs)
+def _bridges(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    return bridgeable() or bridgeable(alias_of(getattr(fn, "__self__", None), args))
+
+
+async def run(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run ORM code ``fn(*args, **kwargs)`` from async code: in the bridge, or in
+    Django's thread (``sync_to_async``) when its alias's ENGINE is not django_aio's.
+    """
+    if _bridges(fn, args):
+        return await run_sync(fn, *args, **kwargs)
+    return await sync_to_async(fn)(*args, **kwargs)
 
 
 def maybe_bridged(
@@ -77,9 +86,8 @@ def maybe_bridged(
     ``sync_to_async``) only when needed.
     """
 
-    @functools.wraps(fn)
     async def call(*args: Any, **kwargs: Any) -> T:
-        if bridgeable() or bridgeable(alias_of(getattr(fn, "__self__", None), args)):
+        if _bridges(fn, args):
             return await run_sync(fn, *args, **kwargs)
         return await fallback()(*args, **kwargs)
 

@@ -15,7 +15,8 @@ from typing import Any, Generic, NoReturn, TypeVar, overload
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db.models import Model
 
-from ._queryset import AsyncQueryMethods, AsyncQuerySet, bridged
+from ._bridge import run
+from ._queryset import AsyncQueryMethods, AsyncQuerySet
 
 __all__ = ["AsyncQuery", "AsyncRelatedManager"]
 
@@ -269,7 +270,7 @@ class AsyncQuery(Generic[M]):
 
     async def _one(self, index: int) -> M:
         target = await self._target()
-        return await bridged(target._aio_queryset().__getitem__)(index)  # type: ignore[no-any-return]
+        return await run(target._aio_queryset().__getitem__, index)
 
     # -- sync evaluation is refused -----------------------------------------
 
@@ -329,7 +330,7 @@ class AsyncRelatedManager(AsyncQuery[M]):
             except SynchronousOnlyOperation:
                 # A generic relation's manager looks up its ContentType on
                 # creation; with a cold cache that is a query: run it bridged.
-                self._manager = await bridged(getattr)(self._owner, self._attribute)
+                self._manager = await run(getattr, self._owner, self._attribute)
         return self._manager
 
     async def _target(self) -> AsyncQueryMethods[M]:
@@ -350,32 +351,32 @@ class AsyncRelatedManager(AsyncQuery[M]):
 
     async def add(self, *objs: Any, **kwargs: Any) -> None:
         """As the related manager's ``add()``."""
-        await bridged((await self._load_manager()).add)(*objs, **kwargs)
+        await run((await self._load_manager()).add, *objs, **kwargs)
 
     async def remove(self, *objs: Any, **kwargs: Any) -> None:
         """As the related manager's ``remove()`` (nullable foreign keys and M2M)."""
-        await bridged((await self._load_manager()).remove)(*objs, **kwargs)
+        await run((await self._load_manager()).remove, *objs, **kwargs)
 
     async def clear(self, **kwargs: Any) -> None:
         """As the related manager's ``clear()``."""
-        await bridged((await self._load_manager()).clear)(**kwargs)
+        await run((await self._load_manager()).clear, **kwargs)
 
     async def set(self, objs: Iterable[Any], **kwargs: Any) -> None:
         """As the related manager's ``set()``."""
-        await bridged((await self._load_manager()).set)(objs, **kwargs)
+        await run((await self._load_manager()).set, objs, **kwargs)
 
     async def create(self, **kwargs: Any) -> M:
         """Create a related row (M2M: ``through_defaults=`` accepted)."""
-        return await bridged((await self._load_manager()).create)(**kwargs)  # type: ignore[no-any-return]
+        return await run((await self._load_manager()).create, **kwargs)
 
     async def get_or_create(  # type: ignore[override]
         self, **kwargs: Any
     ) -> tuple[M, bool]:
         """As the related manager's ``get_or_create()``."""
-        return await bridged((await self._load_manager()).get_or_create)(**kwargs)  # type: ignore[no-any-return]
+        return await run((await self._load_manager()).get_or_create, **kwargs)
 
     async def update_or_create(  # type: ignore[override]
         self, **kwargs: Any
     ) -> tuple[M, bool]:
         """As the related manager's ``update_or_create()``."""
-        return await bridged((await self._load_manager()).update_or_create)(**kwargs)  # type: ignore[no-any-return]
+        return await run((await self._load_manager()).update_or_create, **kwargs)

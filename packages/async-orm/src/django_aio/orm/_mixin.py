@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db.models import Model
 
+from ._bridge import run
 from ._facade import AsyncQuery, AsyncRelatedManager
-from ._queryset import bridged
 
 __all__ = ["AsyncMixin", "AsyncObjects"]
 
@@ -68,19 +68,23 @@ class AsyncMixin:
 
     async def asave(self, *args: Any, **kwargs: Any) -> None:
         """``save()`` with its queries (and signal receivers) on the event loop."""
-        await bridged(self.save)(*args, **kwargs)
+        await run(self.save, *args, **kwargs)
 
     async def adelete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         """``delete()`` through the bridge (cascades and signals included)."""
-        return await bridged(self.delete)(*args, **kwargs)  # type: ignore[no-any-return]
+        return await run(self.delete, *args, **kwargs)
 
     async def arefresh_from_db(self, *args: Any, **kwargs: Any) -> None:
         """``refresh_from_db()`` through the bridge."""
-        await bridged(self.refresh_from_db)(*args, **kwargs)
+        await run(self.refresh_from_db, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for missing attributes: `a<relation>`.
-        if name[:1] == "a" and name[1:2] != "_":
+        # Only reached for missing attributes: `a<relation>`. Django probes
+        # private names (`_prefetched_objects_cache`, ...) with hasattr in hot
+        # paths: answer those at once.
+        if name[:1] == "_":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        if name[:1] == "a":
             relation = _relation_map(type(self)).get(name[1:])
             if relation is not None:
                 attribute, is_manager = relation
@@ -99,7 +103,7 @@ class AsyncMixin:
 
 def _load(instance: Any, attribute: str) -> Awaitable[Any]:
     async def load() -> Any:
-        return await bridged(getattr)(instance, attribute)
+        return await run(getattr, instance, attribute)
 
     return load()
 

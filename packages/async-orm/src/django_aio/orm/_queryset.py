@@ -11,11 +11,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, S
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.db.models import Model, QuerySet
 from django.db.models.manager import BaseManager
 
-from ._bridge import maybe_bridged
+from ._bridge import run
 from ._iteration import aiterator
 
 __all__ = ["AsyncManager", "AsyncQueryMethods", "AsyncQuerySet"]
@@ -26,11 +25,6 @@ T = TypeVar("T")
 
 # Django's own aiterator, whatever drop-in mode did to QuerySet since.
 _django_aiterator = QuerySet.__dict__["aiterator"]
-
-
-def bridged(fn: Callable[..., T]) -> Callable[..., Any]:
-    """``fn`` as an async callable: bridged, or Django's thread for foreign ENGINEs."""
-    return maybe_bridged(fn, lambda: sync_to_async(fn))
 
 
 class AsyncQueryMethods(Generic[M]):
@@ -48,69 +42,74 @@ class AsyncQueryMethods(Generic[M]):
 
     async def aget(self, *args: Any, **kwargs: Any) -> M:
         """``get()`` with its query awaited on the event loop."""
-        return await bridged(self._aio_target().get)(*args, **kwargs)  # type: ignore[no-any-return]
+        return await run(self._aio_target().get, *args, **kwargs)
 
     async def acreate(self, **kwargs: Any) -> M:
         """``create()`` through the bridge."""
-        return await bridged(self._aio_target().create)(**kwargs)  # type: ignore[no-any-return]
+        return await run(self._aio_target().create, **kwargs)
 
     async def acount(self) -> int:
         """``count()`` through the bridge."""
-        return await bridged(self._aio_target().count)()  # type: ignore[no-any-return]
+        return await run(self._aio_target().count)
 
     async def aexists(self) -> bool:
         """``exists()`` through the bridge."""
-        return await bridged(self._aio_target().exists)()  # type: ignore[no-any-return]
+        return await run(self._aio_target().exists)
 
     async def afirst(self) -> M | None:
         """``first()`` through the bridge."""
-        return await bridged(self._aio_target().first)()  # type: ignore[no-any-return]
+        return await run(self._aio_target().first)
 
     async def alast(self) -> M | None:
         """``last()`` through the bridge."""
-        return await bridged(self._aio_target().last)()  # type: ignore[no-any-return]
+        return await run(self._aio_target().last)
 
     async def aearliest(self, *fields: str) -> M:
         """``earliest()`` through the bridge."""
-        return await bridged(self._aio_target().earliest)(*fields)  # type: ignore[no-any-return]
+        return await run(self._aio_target().earliest, *fields)
 
     async def alatest(self, *fields: str) -> M:
         """``latest()`` through the bridge."""
-        return await bridged(self._aio_target().latest)(*fields)  # type: ignore[no-any-return]
+        return await run(self._aio_target().latest, *fields)
 
     async def ain_bulk(
         self, id_list: Iterable[Any] | None = None, *, field_name: str = "pk"
     ) -> dict[Any, M]:
         """``in_bulk()`` through the bridge."""
-        return await bridged(self._aio_target().in_bulk)(  # type: ignore[no-any-return]
-            id_list=id_list, field_name=field_name
+        return await run(
+            self._aio_target().in_bulk,
+            id_list=id_list,
+            field_name=field_name,
         )
 
     async def aupdate(self, **kwargs: Any) -> int:
         """``update()`` through the bridge."""
-        return await bridged(self._aio_target().update)(**kwargs)  # type: ignore[no-any-return]
+        return await run(self._aio_target().update, **kwargs)
 
     async def adelete(self) -> tuple[int, dict[str, int]]:
         """``delete()`` through the bridge (cascades and signals included)."""
-        return await bridged(self._aio_queryset().delete)()  # type: ignore[no-any-return]
+        return await run(self._aio_queryset().delete)
 
     async def abulk_create(self, objs: Iterable[M], *args: Any, **kwargs: Any) -> list[M]:
         """``bulk_create()`` through the bridge."""
-        return await bridged(self._aio_target().bulk_create)(objs, *args, **kwargs)  # type: ignore[no-any-return]
+        return await run(self._aio_target().bulk_create, objs, *args, **kwargs)
 
     async def abulk_update(
         self, objs: Iterable[M], fields: Sequence[str], batch_size: int | None = None
     ) -> int:
         """``bulk_update()`` through the bridge."""
-        return await bridged(self._aio_target().bulk_update)(  # type: ignore[no-any-return]
-            objs, fields, batch_size=batch_size
+        return await run(
+            self._aio_target().bulk_update,
+            objs,
+            fields,
+            batch_size=batch_size,
         )
 
     async def aget_or_create(
         self, defaults: dict[str, Any] | None = None, **kwargs: Any
     ) -> tuple[M, bool]:
         """``get_or_create()`` through the bridge."""
-        return await bridged(self._aio_target().get_or_create)(defaults=defaults, **kwargs)  # type: ignore[no-any-return]
+        return await run(self._aio_target().get_or_create, defaults=defaults, **kwargs)
 
     async def aupdate_or_create(
         self,
@@ -119,26 +118,29 @@ class AsyncQueryMethods(Generic[M]):
         **kwargs: Any,
     ) -> tuple[M, bool]:
         """``update_or_create()`` through the bridge."""
-        return await bridged(self._aio_target().update_or_create)(  # type: ignore[no-any-return]
-            defaults=defaults, create_defaults=create_defaults, **kwargs
+        return await run(
+            self._aio_target().update_or_create,
+            defaults=defaults,
+            create_defaults=create_defaults,
+            **kwargs,
         )
 
     async def acontains(self, obj: M) -> bool:
         """``contains()`` through the bridge."""
-        return await bridged(self._aio_target().contains)(obj)  # type: ignore[no-any-return]
+        return await run(self._aio_target().contains, obj)
 
     async def aexplain(self, *, format: str | None = None, **options: Any) -> str:
         """``explain()`` through the bridge."""
-        return await bridged(self._aio_target().explain)(format=format, **options)  # type: ignore[no-any-return]
+        return await run(self._aio_target().explain, format=format, **options)
 
     async def aaggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """``aggregate()`` through the bridge."""
-        return await bridged(self._aio_target().aggregate)(*args, **kwargs)  # type: ignore[no-any-return]
+        return await run(self._aio_target().aggregate, *args, **kwargs)
 
     async def alist(self) -> list[M]:
         """Evaluate the queryset (one query, prefetches included) and return its rows."""
         qs = self._aio_queryset()
-        await bridged(qs._fetch_all)()
+        await run(qs._fetch_all)
         return list(qs._result_cache)
 
     async def aiterator(self, chunk_size: int = 2000) -> AsyncGenerator[M, None]:
@@ -181,7 +183,7 @@ class AsyncQuerySet(AsyncQueryMethods[M], QuerySet):
 
     def __aiter__(self) -> AsyncIterator[M]:
         async def rows() -> AsyncIterator[M]:
-            await bridged(self._fetch_all)()
+            await run(self._fetch_all)
             for item in self._result_cache:
                 yield item
 
@@ -221,7 +223,7 @@ _RELATED_ASYNC_METHODS = (
 
 def _bridged_method(name: str) -> Callable[..., Any]:
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return await bridged(getattr(self, name))(*args, **kwargs)
+        return await run(getattr(self, name), *args, **kwargs)
 
     method.__name__ = method.__qualname__ = f"a{name}"
     method.__doc__ = f"``{name}()`` through the bridge."
