@@ -139,3 +139,16 @@ class TransactionsInsideTheTest(AsyncioTestCase):
 
     def test_the_test_transaction_is_on_the_shared_connection(self) -> None:
         assert connections["default"].in_atomic_block
+
+
+class DropInAsyncMethods(AsyncioTestCase):
+    # django_aio.orm (in INSTALLED_APPS) routes Django's own a* methods through
+    # the bridge: they run on the test's connection too.
+    @classmethod
+    def setUpTestData(cls) -> None:
+        Author.objects.create(name="Tolkien")
+
+    async def test_acreate_and_acount_see_the_test_data(self) -> None:
+        await Author.objects.acreate(name="Le Guin")
+        assert await Author.objects.acount() == 2
+        assert [a.name async for a in Author.objects.order_by("name")] == ["Le Guin", "Tolkien"]
