@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from django.db import transaction
+from django.test.testcases import DatabaseOperationForbidden
 from testing_testapp.models import Author
 
 from django_aio.atomic import async_atomic
@@ -173,3 +175,110 @@ class AfterTheLeaksEverythingIsClean(AsyncioTransactionTestCase):
         assert await count_authors() == 0
         async with async_atomic():
             assert await count_authors() == 0
+
+
+class OtherAliasesAreRefused(AsyncioTestCase):
+    async def test_a_query_on_an_alias_not_in_databases(self) -> None:
+        with pytest.raises(DatabaseOperationForbidden) as failure:
+            await run_sync(lambda: Author.objects.using("other").count())
+        assert str(failure.value) == (
+            "Database queries to 'other' are not allowed in this test. Add 'other' to "
+            f"{__name__}.OtherAliasesAreRefused.databases to ensure proper test isolation "
+            "and silence this failure."
+        )
+
+
+class TwoDatabases(AsyncioTestCase):
+    databases = {"default", "other"}
+
+    async def test_both_are_rolled_back(self) -> None:
+        await run_sync(lambda: Author.objects.using("other").create(name="other"))
+        assert await run_sync(lambda: Author.objects.using("other").count()) == 1
+        assert await count_authors() == 0
+
+
+def test_both_databases_were_rolled_back() -> None:
+    # Sync Django, outside any loop: sees only what was committed.
+    assert Author.objects.using("other").count() == 0
+    assert Author.objects.count() == 0
+
+
+def test_a_failing_test_is_rolled_back_and_reports_only_its_failure() -> None:
+    class Fails(AsyncioTestCase):
+        async def test_fails(self) -> None:
+            await run_sync(Author.objects.create, name="written before failing")
+            raise AssertionError("the test's own failure")
+
+    result = run_case(Fails)
+    (message,) = failure_messages(result)
+    assert "AssertionError: the test's own failure" in message
+    assert "ConnectionLeaked" not in message
+    assert Author.objects.count() == 0
+
+
+def test_lifecycle_order_and_an_error_in_async_setup() -> None:
+    calls: list[str] = []
+
+    class Lifecycle(AsyncioTestCase):
+        def setUp(self) -> None:
+            calls.append("setUp")
+            self.addCleanup(calls.append, "sync cleanup")
+
+        async def asyncSetUp(self) -> None:
+            calls.append("asyncSetUp")
+            self.addAsyncCleanup(self.cleanup, "async cleanup")
+
+        async def cleanup(self, label: str) -> None:
+            calls.append(f"{label} sees {await count_authors()} row(s)")
+
+        async def test_it(self) -> None:
+            await run_sync(Author.objects.create, name="x")
+            calls.append("test")
+
+        async def asyncTearDown(self) -> None:
+            calls.append("asyncTearDown")
+
+        def tearDown(self) -> None:
+            calls.append("tearDown")
+
+    assert run_case(Lifecycle).wasSuccessful()
+    assert calls == [
+        "setUp",
+        "asyncSetUp",
+        "test",
+        "asyncTearDown",
+        "tearDown",
+        "async cleanup sees 1 row(s)",
+        "sync cleanup",
+    ]
+
+    class BrokenSetUp(AsyncioTestCase):
+        async def asyncSetUp(self) -> None:
+            await run_sync(Author.objects.create, name="x")
+            raise LookupError("asyncSetUp failed")
+
+        async def test_never_runs(self) -> None:
+            raise AssertionError("unreachable")
+
+    (message,) = failure_messages(run_case(BrokenSetUp))
+    assert "LookupError: asyncSetUp failed" in message
+    assert Author.objects.count() == 0
+
+
+def test_a_cancelled_test_is_an_error_and_the_next_one_runs() -> None:
+    class Cancelled(AsyncioTestCase):
+        async def test_cancelled(self) -> None:
+            await run_sync(Author.objects.create, name="x")
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await asyncio.sleep(1)
+
+        async def test_zz_next(self) -> None:
+            assert await count_authors() == 0
+
+    result = run_case(Cancelled)
+    assert result.testsRun == 2
+    (message,) = failure_messages(result)
+    assert "CancelledError" in message
+    assert Author.objects.count() == 0

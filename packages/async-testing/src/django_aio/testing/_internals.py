@@ -175,7 +175,9 @@ def close_window(window: Window) -> None:
         except ValueError:  # set in another context (a fixture's setup task)
             _scope._lending_var.set(None)
     for lease in window.leases.values():
-        lease.lock = asyncio.Lock()
+        if not lease.lock.locked():
+            # Otherwise a leaked holder still has to release it.
+            lease.lock = asyncio.Lock()
 
 
 def window_holders(lease: Lease) -> list[asyncio.Task[Any]]:
@@ -246,6 +248,14 @@ def install_tracking() -> None:
     release = cls.release
 
     async def tracked_acquire(self: Any) -> Lease:
+        allowed = _allowed.get(asyncio.get_running_loop())
+        if allowed is not None and self.alias not in allowed[0]:
+            from django.test.testcases import DatabaseOperationForbidden
+
+            raise DatabaseOperationForbidden(
+                f"Database queries to {self.alias!r} are not allowed in this test. "
+                + allowed[1].format(alias=repr(self.alias))
+            )
         lease = await acquire(self)
         task = asyncio.current_task()
         _checkouts[lease] = Checkout(
@@ -278,6 +288,24 @@ def install_tracking() -> None:
         task_done(self, task)
 
     connection_class._task_done = tracked_task_done
+
+
+# Per loop: the aliases the running test may use, and how to allow another.
+_allowed: dict[asyncio.AbstractEventLoop, tuple[frozenset[str], str]] = {}
+
+
+def restrict(aliases: list[str], hint: str) -> None:
+    """Refuse pooled connections to other aliases on this loop until ``unrestrict()``.
+
+    A rollback test's work on another alias would commit for real; Django's
+    test cases refuse it in the same words. ``hint`` says how to allow one
+    (``{alias}`` is filled in).
+    """
+    _allowed[asyncio.get_running_loop()] = (frozenset(aliases), hint)
+
+
+def unrestrict() -> None:
+    _allowed.pop(asyncio.get_running_loop(), None)
 
 
 def checked_out() -> list[tuple[Lease, Checkout]]:

@@ -90,17 +90,27 @@ async def _discard(leases: Iterable[Any]) -> None:
             await lease.aconnection.close()
 
 
+_PYTEST_HINT = (
+    "Add {alias} to the test's databases (@pytest.mark.aio_db(databases=[...])) to "
+    "ensure proper test isolation and silence this failure."
+)
+
+
 class _Database:
     """What the two kinds share."""
 
     rollback: bool = False
 
-    def __init__(self, databases: Iterable[str] | str | None = None) -> None:
+    def __init__(
+        self, databases: Iterable[str] | str | None = None, *, hint: str = _PYTEST_HINT
+    ) -> None:
         self.databases = resolve_databases(databases)
+        self.hint = hint
 
     async def begin(self) -> None:
         _internals.install_tracking()
         _internals.ended_holding()  # what earlier tests on this loop left is theirs
+        _internals.restrict(self.databases, self.hint)
 
     def _check_alias(self, using: str) -> None:
         if using not in self.databases:
@@ -126,8 +136,10 @@ class RollbackDatabase(_Database):
 
     rollback = True
 
-    def __init__(self, databases: Iterable[str] | str | None = None) -> None:
-        super().__init__(databases)
+    def __init__(
+        self, databases: Iterable[str] | str | None = None, *, hint: str = _PYTEST_HINT
+    ) -> None:
+        super().__init__(databases, hint=hint)
         self.leases: dict[str, Any] = {}
         self.atomics: dict[str, transaction.Atomic] = {}
         self.states: dict[str, TestTransaction] = {}
@@ -180,6 +192,7 @@ class RollbackDatabase(_Database):
             else:
                 await self._rollback()
         finally:
+            _internals.unrestrict()
             await _discard(leases)
             await async_connections.close_pools()
         if problems:
@@ -268,8 +281,9 @@ class TransactionalDatabase(_Database):
         databases: Iterable[str] | str | None = None,
         *,
         flush: Callable[[list[str]], None] | None = None,
+        hint: str = _PYTEST_HINT,
     ) -> None:
-        super().__init__(databases)
+        super().__init__(databases, hint=hint)
         self.flush = flush or _flush
 
     async def end(self) -> None:
@@ -280,6 +294,7 @@ class TransactionalDatabase(_Database):
             async with async_connections.independent_connection():
                 await run_sync(self.flush, self.databases)
         finally:
+            _internals.unrestrict()
             await async_connections.close_pools()
         if problems:
             raise ConnectionLeaked(problems)

@@ -168,6 +168,13 @@ class _AsyncioLifecycle(TransactionTestCase):
             db, self._aio_db = self._aio_db, None
             self._run(db.end)
 
+    def _databases_hint(self) -> str:
+        test = f"{type(self).__module__}.{type(self).__qualname__}"
+        return (
+            f"Add {{alias}} to {test}.databases to ensure proper test isolation and "
+            f"silence this failure."
+        )
+
     def _databases_list(self) -> list[str]:
         return self._databases_names(include_mirrors=False)  # type: ignore[no-any-return]
 
@@ -231,7 +238,7 @@ class AsyncioTestCase(_AsyncioLifecycle):
     def _make_database(self) -> RollbackDatabase:
         if self.reset_sequences:
             raise TypeError("reset_sequences cannot be used on AsyncioTestCase instances")
-        return RollbackDatabase(self._databases_list())
+        return RollbackDatabase(self._databases_list(), hint=self._databases_hint())
 
     async def _begin_database(self) -> None:
         await super()._begin_database()
@@ -274,7 +281,9 @@ class AsyncioTransactionTestCase(_AsyncioLifecycle):
         TransactionTestCase._fixture_setup.__func__(cls)
 
     def _make_database(self) -> TransactionalDatabase:
-        return TransactionalDatabase(self._databases_list(), flush=self._flush)
+        return TransactionalDatabase(
+            self._databases_list(), flush=self._flush, hint=self._databases_hint()
+        )
 
     def _flush(self, aliases: list[str]) -> None:
         # Django's flush (honours available_apps and serialized_rollback),
