@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from django.test.testcases import DatabaseOperationForbidden
 from testing_testapp.models import Author
 
-from django_aio.conn import async_connections, run_sync
+from django_aio.atomic import async_atomic, on_commit
+from django_aio.conn import ConnectionOwnedByAnotherTask, async_connections, run_sync
 from django_aio.testing import RollbackDatabase, TransactionalDatabase
 
 
@@ -86,3 +88,43 @@ async def test_transactional_assert_num_queries(
 ) -> None:
     async with aio_transactional_db.assert_num_queries(1):
         await count_authors()
+
+
+async def test_capture_on_commit_callbacks(aio_db: RollbackDatabase) -> None:
+    ran: list[str] = []
+    async with aio_db.capture_on_commit_callbacks(execute=True) as callbacks:
+        async with async_atomic():
+            await on_commit(lambda: ran.append("committed"))
+        assert ran == []
+    assert ran == ["committed"]
+    assert len(callbacks) == 1
+
+
+async def test_on_commit_runs_when_the_outermost_block_commits(aio_db: RollbackDatabase) -> None:
+    ran: list[str] = []
+    async with async_atomic():
+        await on_commit(lambda: ran.append("committed"))
+        assert ran == []
+    assert ran == ["committed"]
+
+
+async def test_async_atomic_in_the_test_pins_its_connection(aio_db: RollbackDatabase) -> None:
+    async with async_atomic():
+        with pytest.raises(ConnectionOwnedByAnotherTask, match="independent_connection"):
+            await asyncio.create_task(count_authors())
+
+
+async def test_other_aliases_are_refused(aio_db: RollbackDatabase) -> None:
+    with pytest.raises(DatabaseOperationForbidden) as failure:
+        await run_sync(lambda: Author.objects.using("other").count())
+    assert str(failure.value) == (
+        "Database queries to 'other' are not allowed in this test. Add 'other' to the "
+        "test's databases (@pytest.mark.aio_db(databases=[...])) to ensure proper test "
+        "isolation and silence this failure."
+    )
+
+
+@pytest.mark.aio_db(databases="__all__")
+async def test_the_marker_chooses_the_databases() -> None:
+    await run_sync(lambda: Author.objects.using("other").create(name="other"))
+    assert await run_sync(lambda: Author.objects.using("other").count()) == 1
