@@ -119,9 +119,23 @@ def current_scope() -> Scope:
     task = current_task()
     scope = _scope_var.get()
     if scope is None or scope.task is not task:
-        scope = Scope(task)
+        # Django 6 runs async signal receivers as tasks sharing one context,
+        # so another task may have replaced ours in the variable: find it.
+        scope = _task_scopes.get(task)
+        if scope is None:
+            scope = _task_scopes[task] = Scope(task)
+            task.add_done_callback(_forget_scope)
         _scope_var.set(scope)
     return scope
+
+
+# The scope of each running task (a Scope refers to its task, so a weak
+# mapping would never drop it: entries go when the task is done).
+_task_scopes: dict[asyncio.Task[Any], Scope] = {}
+
+
+def _forget_scope(task: asyncio.Task[Any]) -> None:
+    _task_scopes.pop(task, None)
 
 
 def find_borrowable(connection: AsyncConnection) -> Lease | None:
