@@ -331,3 +331,38 @@ async def test_async_receiver_blocks_are_savepoints_of_the_senders_transaction()
             raise Boom
     assert await notes() == ["kept a"]
     assert await names() == ["a"]
+
+
+@pytest.fixture
+def two_receivers_with_blocks() -> Iterator[None]:
+    def make(label: str) -> Any:
+        async def receiver(sender: Any, instance: Item, **kwargs: Any) -> None:
+            async with async_atomic():
+                await asyncio.sleep(0.01)  # let the other receiver run meanwhile
+                await run_sync(Note.objects.create, text=f"{label} {instance.name}")
+                await asyncio.sleep(0.01)
+
+        return receiver
+
+    receivers = {f"atomic-{label}": make(label) for label in ("one", "two")}
+    for uid, receiver in receivers.items():
+        post_save.connect(receiver, sender=Item, dispatch_uid=uid)
+    try:
+        yield
+    finally:
+        for uid in receivers:
+            post_save.disconnect(sender=Item, dispatch_uid=uid)
+
+
+@pytest.mark.usefixtures("two_receivers_with_blocks")
+async def test_concurrent_async_receivers_with_blocks_take_turns() -> None:
+    # Django 6 runs async receivers concurrently, in tasks sharing one
+    # context: each must keep its own connection state (no deadlock).
+    async with asyncio.timeout(30), async_atomic():
+        await create("a")
+    assert sorted(await notes()) == ["one a", "two a"]
+    with pytest.raises(Boom):
+        async with async_atomic():
+            await create("b")
+            raise Boom
+    assert sorted(await notes()) == ["one a", "two a"]
