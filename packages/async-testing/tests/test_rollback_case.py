@@ -8,6 +8,7 @@ import contextvars
 from django.db import connections, transaction
 from testing_testapp.models import Author, Book
 
+from django_aio.atomic import async_atomic
 from django_aio.conn import ConnectionOwnedByAnotherTask, async_connections, run_sync
 from django_aio.testing import AsyncioTestCase
 
@@ -152,3 +153,25 @@ class DropInAsyncMethods(AsyncioTestCase):
         await Author.objects.acreate(name="Le Guin")
         assert await Author.objects.acount() == 2
         assert [a.name async for a in Author.objects.order_by("name")] == ["Le Guin", "Tolkien"]
+
+
+class ConcurrentTransactionsOnTheSharedConnection(AsyncioTestCase):
+    async def test_blocks_of_gathered_tasks_take_turns(self) -> None:
+        # One connection cannot run two transactions at once: the second
+        # task's block waits for the first one's to end instead of mixing
+        # their savepoints.
+        events: list[str] = []
+
+        async def work(name: str) -> None:
+            async with async_atomic():
+                events.append(f"{name} in")
+                await run_sync(Author.objects.create, name=name)
+                await asyncio.sleep(0.01)
+                events.append(f"{name} out")
+
+        await asyncio.gather(work("a"), work("b"))
+        assert events in (
+            ["a in", "a out", "b in", "b out"],
+            ["b in", "b out", "a in", "a out"],
+        )
+        assert await count_authors() == 2
