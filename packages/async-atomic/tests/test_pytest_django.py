@@ -1,9 +1,10 @@
 """The explicit API under pytest-django, run in a separate pytest process.
 
-pytest-django configures Django and its test databases itself, so it cannot
-share this process (whose Django the workspace conftest configures). Skipped
-unless pytest-django is installed; run it with
-``uv run --with pytest-django pytest -p no:django packages/async-atomic``.
+The child is a plain pytest-django project, as users have one: its own
+settings module, pytest-django's own database setup and ``django_db`` marks
+(this process's Django is configured by the workspace conftest instead).
+Skipped unless pytest-django is installed; run it with
+``uv run --with pytest-django pytest packages/async-atomic``.
 """
 
 from __future__ import annotations
