@@ -6,7 +6,7 @@ Usage:  uv run python packages/async-orm/tests/bench_orm.py [--rounds 5] [--ops 
 Or, with Django configured and the ``orm_testapp`` tables present,
 ``await bench(...)`` from another benchmark. Each scenario runs both modes in
 one process, alternating round by round; the report gives the median time per
-operation, and for ``aiterator`` over ``--rows`` rows the tracemalloc peak
+operation (wall and CPU), and for ``aiterator`` over ``--rows`` rows the tracemalloc peak
 (Python allocations while streaming) and the wall time. Uses DATABASE_URL /
 PG* or the embedded PostgreSQL, in a database ``django_aio_orm_bench``.
 """
@@ -56,11 +56,12 @@ SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
 }
 
 
-async def _time_per_op(op: Callable[[], Awaitable[None]], ops: int) -> float:
-    started = time.perf_counter()
+async def _time_per_op(op: Callable[[], Awaitable[None]], ops: int) -> tuple[float, float]:
+    """(wall, CPU) seconds per operation; CPU counts every thread of the process."""
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(ops):
         await op()
-    return (time.perf_counter() - started) / ops
+    return (time.perf_counter() - started) / ops, (time.process_time() - cpu) / ops
 
 
 async def _stream(rows: int) -> tuple[float, float]:
@@ -96,7 +97,7 @@ async def bench(rounds: int = 5, ops: int = 200, rows: int = 200_000) -> dict[st
 
     from django_aio.orm import drop_in
 
-    timings: dict[str, dict[str, list[float]]] = {
+    timings: dict[str, dict[str, list[tuple[float, float]]]] = {
         name: {mode: [] for mode in MODES} for name in SCENARIOS
     }
     streaming: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
@@ -117,7 +118,13 @@ async def bench(rounds: int = 5, ops: int = 200, rows: int = 200_000) -> dict[st
     await sync_to_async(connections.close_all)()
     result: dict[str, Any] = {}
     for name, per_mode in timings.items():
-        result[name] = {mode: statistics.median(v) * 1e6 for mode, v in per_mode.items()}
+        result[name] = {
+            mode: {
+                "wall_us": statistics.median(w for w, _ in v) * 1e6,
+                "cpu_us": statistics.median(c for _, c in v) * 1e6,
+            }
+            for mode, v in per_mode.items()
+        }
     if not rows:
         return result
     result[f"aiterator over {rows} rows"] = {
@@ -133,7 +140,7 @@ async def bench(rounds: int = 5, ops: int = 200, rows: int = 200_000) -> dict[st
 def report(result: dict[str, Any]) -> str:
     """The result of ``bench()`` as a markdown table."""
     lines = [
-        "| scenario | " + " | ".join(MODES) + " | speed-up |",
+        "| scenario | " + " | ".join(MODES) + " | wall-time speed-up |",
         "|---|" + "---|" * (len(MODES) + 1),
     ]
     off, on = MODES
@@ -142,8 +149,10 @@ def report(result: dict[str, Any]) -> str:
             cells = [f"{v['peak_mib']:.1f} MiB peak, {v['seconds']:.2f} s" for v in values.values()]
             ratio = values[off]["seconds"] / values[on]["seconds"]
         else:
-            cells = [f"{v:.0f} us/op" for v in values.values()]
-            ratio = values[off] / values[on]
+            cells = [
+                f"{v['wall_us']:.0f} us/op (CPU {v['cpu_us']:.0f} us)" for v in values.values()
+            ]
+            ratio = values[off]["wall_us"] / values[on]["wall_us"]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
     return "\n".join(lines)
 
@@ -194,13 +203,46 @@ def setup_django(rows: int) -> None:
     connection.close()
 
 
+async def peak_rss_of_streaming(drop_in_on: bool, rows: int, chunk_size: int = 2000) -> float:
+    """Stream ``rows`` rows with ``aiterator`` in one mode; the process's peak RSS in MiB.
+
+    Peak RSS only grows, so call it once per fresh process (``--rss-mode``).
+    """
+    import resource
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+    from orm_testapp.models import Row
+
+    from django_aio.orm import drop_in
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seen = 0
+    with drop_in(drop_in_on):
+        async for _ in Row.objects.aiterator(chunk_size=chunk_size):
+            seen += 1
+    assert seen == rows, (seen, rows)
+    await sync_to_async(connections.close_all)()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"peak RSS {after / 1024:.1f} MiB (grew {(after - before) / 1024:.1f} MiB)")
+    return after / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ops", type=int, default=200)
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument(
+        "--rss-mode",
+        choices=["django", "drop-in"],
+        help="only stream --rows rows in this mode and print the peak RSS",
+    )
     args = parser.parse_args()
     setup_django(args.rows)
+    if args.rss_mode:
+        asyncio.run(peak_rss_of_streaming(args.rss_mode == "drop-in", args.rows))
+        return
     result = asyncio.run(bench(args.rounds, args.ops, args.rows))
     print(report(result))
 

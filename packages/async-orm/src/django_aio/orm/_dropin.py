@@ -21,6 +21,9 @@ session backend and (Django 6+) ``AsyncPaginator`` use ``sync_to_async`` the
 same way for ORM work and are patched too; ``django.contrib.auth``'s async
 methods are not: they hash passwords, CPU work that would stall the loop.
 
+The descriptors of lazy relations and deferred fields and ``QuerySet._fetch_all``
+are wrapped too, only to reword ``SynchronousOnlyOperation`` (see _guards.py).
+
 Every patch keeps the original, so turning drop-in off restores Django exactly.
 """
 
