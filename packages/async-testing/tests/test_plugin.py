@@ -240,3 +240,17 @@ def test_bad_embedded_mode_is_refused(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*ValueError: aio_embedded_postgres must be one of auto, always, never, got 'sometimes'"]
     )
+
+
+def test_sync_tests_are_refused(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(plugin_settings=SETTINGS)
+    pytester.makeconftest(CONFIGURE)
+    pytester.makeini(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    pytester.makepyfile(test_x="def test_sync(aio_db):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*UsageError: aio_db is for `async def` tests: test_sync is a sync test*"]
+    )

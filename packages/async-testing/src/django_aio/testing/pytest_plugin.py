@@ -20,6 +20,7 @@ with anyio, run pytest-asyncio in strict mode, as anyio itself requires.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -148,6 +149,20 @@ def _aio_unittest_databases(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("aio_test_databases")
 
 
+def _check_async_test(request: pytest.FixtureRequest, fixture: str) -> None:
+    function = getattr(request, "function", None)
+    if function is not None and not inspect.iscoroutinefunction(function):
+        raise pytest.UsageError(
+            f"{fixture} is for `async def` tests: {request.node.name} is a sync test "
+            f"(use pytest-django's db fixtures there)."
+        )
+    if not _uses_anyio(request) and not _HAS_PYTEST_ASYNCIO:
+        raise pytest.UsageError(
+            f"{fixture} needs pytest-asyncio, or anyio's plugin with the test marked "
+            f"@pytest.mark.anyio (and an anyio_backend of 'asyncio')."
+        )
+
+
 def _allow_database_access(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("aio_test_databases")
     if request.config.pluginmanager.has_plugin("django"):
@@ -167,6 +182,7 @@ def aio_db(request: pytest.FixtureRequest) -> Any:
     Returns a ``RollbackDatabase``: ``async with aio_db.assert_num_queries(n)``,
     ``async with aio_db.capture_on_commit_callbacks() as callbacks``.
     """
+    _check_async_test(request, "aio_db")
     _allow_database_access(request)
     return request.getfixturevalue("_aio_db_anyio" if _uses_anyio(request) else "_aio_db_asyncio")
 
@@ -178,6 +194,7 @@ def aio_transactional_db(request: pytest.FixtureRequest) -> Any:
     Returns a ``TransactionalDatabase`` (``assert_num_queries`` counts the
     calling task's queries).
     """
+    _check_async_test(request, "aio_transactional_db")
     _allow_database_access(request)
     name = (
         "_aio_transactional_db_anyio" if _uses_anyio(request) else "_aio_transactional_db_asyncio"
@@ -221,8 +238,9 @@ async def _aio_transactional_db_anyio(request: pytest.FixtureRequest) -> AsyncIt
 try:
     import pytest_asyncio
 except ImportError:  # pragma: no cover - pytest-asyncio is optional
-    pass
+    _HAS_PYTEST_ASYNCIO = False
 else:
+    _HAS_PYTEST_ASYNCIO = True
 
     @pytest_asyncio.fixture
     async def _aio_db_asyncio(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
