@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 
@@ -9,7 +10,7 @@ import pytest
 from atomic_testapp.models import Item, Note
 
 from django_aio.atomic import async_atomic, on_commit
-from django_aio.conn import async_connections, run_sync
+from django_aio.conn import ConnectionOwnedByAnotherTask, async_connections, run_sync
 
 from .conftest import Boom, names, notes
 
@@ -153,3 +154,41 @@ async def test_non_callable_is_refused() -> None:
     async with async_atomic():
         with pytest.raises(TypeError, match="on_commit\\(\\)'s callback must be a callable"):
             await on_commit("not callable")  # type: ignore[arg-type]
+
+
+async def test_callback_can_open_its_own_transaction() -> None:
+    async def outbox() -> None:
+        async with async_atomic():
+            await run_sync(Note.objects.create, text="own transaction")
+
+    async with async_atomic():
+        await run_sync(Item.objects.create, name="a")
+        await on_commit(outbox)
+    assert await notes() == ["own transaction"]
+
+
+async def test_tasks_created_by_a_callback_are_refused_not_deadlocked() -> None:
+    async def fan_out() -> None:
+        await asyncio.gather(
+            run_sync(Note.objects.create, text="x"), run_sync(Note.objects.create, text="y")
+        )
+
+    with pytest.raises(ConnectionOwnedByAnotherTask, match="independent_connection"):
+        async with asyncio.timeout(30), async_atomic():
+            await run_sync(Item.objects.create, name="a")
+            await on_commit(fan_out)
+    assert await names() == ["a"]  # committed before the callback ran
+    assert await notes() == []
+
+
+async def test_callback_tasks_with_their_own_connections() -> None:
+    async def note(text: str) -> None:
+        async with async_connections.independent_connection():
+            await run_sync(Note.objects.create, text=text)
+
+    async def fan_out() -> None:
+        await asyncio.gather(note("x"), note("y"))
+
+    async with async_atomic():
+        await on_commit(fan_out)
+    assert sorted(await notes()) == ["x", "y"]

@@ -40,7 +40,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.transaction import Atomic, TransactionManagementError
 
 from django_aio.conn import AsyncConnection, async_connections, run_sync
-from django_aio.conn._scope import lending
+from django_aio.conn._scope import _lending_var, lending
 
 from ._callbacks import Callback
 from ._state import current_wrapper
@@ -151,9 +151,34 @@ async def _exit_in_child(
     # Created inside lending(): the child borrows the owner's connection
     # (Note [Uncancellable exit]).
     child = asyncio.create_task(
-        run_sync(atomic.__exit__, exc_type, exc, tb), name="django_aio.atomic exit"
+        _exit_body(atomic, exc_type, exc, tb), name="django_aio.atomic exit"
     )
     await _uncancellable(child)
+
+
+async def _exit_body(
+    atomic: Atomic,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> None:
+    # Borrow every connection the owner lends, then close the window for the
+    # tasks this one creates (an async after-commit callback's gather): they
+    # would wait for our borrowed connections while we wait for them. They
+    # are refused instead, as they would be in the owner task.
+    window = _lending_var.get()
+    held: list[AsyncConnection] = []
+    try:
+        if window is not None:
+            for alias in window.leases:
+                connection = async_connections[alias]
+                await connection.hold()
+                held.append(connection)
+            _lending_var.set(None)
+        await run_sync(atomic.__exit__, exc_type, exc, tb)
+    finally:
+        for connection in reversed(held):
+            await connection.unhold()
 
 
 async def _uncancellable(future: asyncio.Future[None]) -> None:
