@@ -19,7 +19,7 @@ from django_aio.atomic import (
     mark_for_rollback_on_error,
     set_rollback,
 )
-from django_aio.conn import async_connections, run_sync
+from django_aio.conn import ConnectionOwnedByAnotherTask, async_connections, run_sync
 
 from .conftest import Boom, names, notes
 
@@ -366,3 +366,25 @@ async def test_concurrent_async_receivers_with_blocks_take_turns() -> None:
             await create("b")
             raise Boom
     assert sorted(await notes()) == ["one a", "two a"]
+
+
+@pytest.fixture
+def receiver_gathering_in_its_block() -> Iterator[None]:
+    async def receiver(sender: Any, instance: Item, **kwargs: Any) -> None:
+        async with async_atomic():
+            await asyncio.gather(run_sync(Note.objects.create, text="from a child task"))
+
+    post_save.connect(receiver, sender=Item, dispatch_uid="atomic-gather")
+    try:
+        yield
+    finally:
+        post_save.disconnect(sender=Item, dispatch_uid="atomic-gather")
+
+
+@pytest.mark.usefixtures("receiver_gathering_in_its_block")
+async def test_tasks_created_in_a_receivers_block_are_refused_not_deadlocked() -> None:
+    with pytest.raises(ConnectionOwnedByAnotherTask, match="independent_connection"):
+        async with asyncio.timeout(30), async_atomic():
+            await create("a")
+    assert await names() == []
+    assert await notes() == []

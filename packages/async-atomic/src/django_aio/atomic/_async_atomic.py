@@ -33,6 +33,7 @@ import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import Token
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -59,14 +60,19 @@ R = TypeVar("R")
 
 
 class _Entry:
-    __slots__ = ("atomic", "connection", "pinned")
+    __slots__ = ("atomic", "connection", "lending_token", "pinned")
 
     def __init__(
-        self, connection: AsyncConnection, pinned: AbstractAsyncContextManager[Any], atomic: Atomic
+        self,
+        connection: AsyncConnection,
+        pinned: AbstractAsyncContextManager[Any],
+        atomic: Atomic,
+        lending_token: Token[Any] | None,
     ) -> None:
         self.connection = connection
         self.pinned = pinned
         self.atomic = atomic
+        self.lending_token = lending_token
 
 
 class AsyncAtomic:
@@ -116,7 +122,13 @@ class AsyncAtomic:
         except BaseException as exc:
             await pinned.__aexit__(type(exc), exc, exc.__traceback__)
             raise
-        self._open.setdefault(task, []).append(_Entry(connection, pinned, atomic))
+        token = None
+        if _borrowed(connection):
+            # Tasks created in this block would inherit the owner's lending
+            # and wait for the connection this task holds while it waits for
+            # them: refuse them instead, as in any block.
+            token = _lending_var.set(None)
+        self._open.setdefault(task, []).append(_Entry(connection, pinned, atomic, token))
 
     async def __aexit__(
         self,
@@ -131,7 +143,9 @@ class AsyncAtomic:
         if not stack:
             del self._open[task]
         try:
-            if getattr(entry.connection, "_borrowed", False):
+            if entry.lending_token is not None:
+                _lending_var.reset(entry.lending_token)
+            if _borrowed(entry.connection):
                 # A task running on a connection lent by a blocked owner (an
                 # async signal receiver) cannot lend it on: exit here, unshielded.
                 await run_sync(entry.atomic.__exit__, exc_type, exc, tb)
@@ -140,6 +154,11 @@ class AsyncAtomic:
                 await lending(_exit_in_child(entry.atomic, exc_type, exc, tb))
         finally:
             await entry.pinned.__aexit__(None, None, None)
+
+
+def _borrowed(connection: AsyncConnection) -> bool:
+    """Whether ``connection`` runs on a connection lent by its owner task (django_aio.conn)."""
+    return bool(getattr(connection, "_borrowed", False))
 
 
 async def _exit_in_child(
