@@ -244,12 +244,9 @@ class AsyncQuery(Generic[M]):
         """Run the query and return its rows as a list."""
         return await (await self._target()).alist()
 
-    async def iterator(self, chunk_size: int = 2000) -> AsyncGenerator[M, None]:
+    def iterator(self, chunk_size: int = 2000) -> AsyncGenerator[M, None]:
         """Stream rows through a server-side cursor (``async for``)."""
-        target = await self._target()
-        async with aclosing(target.aiterator(chunk_size)) as rows:
-            async for row in rows:
-                yield row
+        return self._methods().aiterator(chunk_size)
 
     def __aiter__(self) -> AsyncIterator[M]:
         async def rows() -> AsyncIterator[M]:
@@ -348,6 +345,13 @@ class AsyncRelatedManager(AsyncQuery[M]):
 
     def _chain(self, queryset: Any) -> AsyncQuery[M]:
         return AsyncQuery(queryset)
+
+    async def iterator(self, chunk_size: int = 2000) -> AsyncGenerator[M, None]:
+        """Stream the related rows through a server-side cursor (``async for``)."""
+        target = await self._target()
+        async with aclosing(target.aiterator(chunk_size)) as rows:
+            async for row in rows:
+                yield row
 
     async def add(self, *objs: Any, **kwargs: Any) -> None:
         """As the related manager's ``add()``."""

@@ -8,7 +8,6 @@ and sync code keep working with these managers.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from django.db.models import Model, QuerySet
@@ -143,15 +142,13 @@ class AsyncQueryMethods(Generic[M]):
         await run(qs._fetch_all)
         return list(qs._result_cache)
 
-    async def aiterator(self, chunk_size: int = 2000) -> AsyncGenerator[M, None]:
+    def aiterator(self, chunk_size: int = 2000) -> AsyncGenerator[M, None]:
         """Stream the rows with a server-side cursor, ``chunk_size`` rows at a time.
 
         Memory stays flat however many rows there are; the task holds one
         connection until the iteration ends or is abandoned.
         """
-        async with aclosing(aiterator(self._aio_queryset(), chunk_size, _django_aiterator)) as rows:
-            async for item in rows:
-                yield item
+        return aiterator(self._aio_queryset(), chunk_size, _django_aiterator)
 
     if TYPE_CHECKING:
         # Django's chain methods, typed (at run time they are Django's own).
