@@ -92,3 +92,36 @@ async def test_aliases_on_other_engines_keep_djangos_thread(sql_log: SqlLog) -> 
     assert other_threads - {main}, "the plain ENGINE alias should run in a thread"
     bridged = [sql for thread, in_bridge, sql in sql_log.entries if in_bridge]
     assert any("COUNT(*)" in sql for sql in bridged)
+
+
+def _unpatched_orm_modules() -> list[str]:
+    import importlib
+    import pkgutil
+
+    import django.db
+
+    unpatched = []
+    for info in pkgutil.walk_packages(django.db.__path__, "django.db."):
+        if ".backends." in info.name and not info.name.startswith("django.db.backends.base"):
+            continue  # other databases' drivers may be missing
+        module = importlib.import_module(info.name)
+        if getattr(module, "sync_to_async", None) is asgiref_sync.sync_to_async:
+            unpatched.append(info.name)
+    for name in ("django.contrib.contenttypes.fields", "django.core.paginator"):
+        module = importlib.import_module(name)
+        if getattr(module, "sync_to_async", None) is asgiref_sync.sync_to_async:
+            unpatched.append(name)
+    return sorted(unpatched)
+
+
+def test_every_django_orm_module_using_sync_to_async_is_patched() -> None:
+    """A new Django version moving ORM async code to another module fails here."""
+    assert _unpatched_orm_modules() == []
+    with drop_in(False):
+        found = _unpatched_orm_modules()
+    assert {
+        "django.contrib.contenttypes.fields",
+        "django.db.models.base",
+        "django.db.models.fields.related_descriptors",
+        "django.db.models.query",
+    } <= set(found)
