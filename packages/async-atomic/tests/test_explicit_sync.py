@@ -6,6 +6,7 @@ from functools import partial
 
 import pytest
 from atomic_testapp.models import Item
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connection
 from django.db import transaction as django_transaction
 
@@ -267,7 +268,7 @@ def test_in_transaction_and_dbs_with_open_transactions() -> None:
 
 
 async def test_sync_form_in_async_code_names_the_async_form() -> None:
-    with pytest.raises(RuntimeError) as error, transaction():
+    with pytest.raises(SynchronousOnlyOperation) as error, transaction():
         pass
     assert str(error.value) == (
         "`with transaction()` was used in async code; use `async with transaction()` there "

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connections
 
 from django_aio.conn import async_connections, in_bridge
@@ -93,9 +94,13 @@ def wrapper_in_transaction(wrapper: Any | None) -> bool:
 
 
 def require_sync_caller(what: str) -> None:
-    """Refuse the sync form in async code, naming the async form."""
+    """Refuse the sync form in async code, naming the async form.
+
+    Raises Django's ``SynchronousOnlyOperation``, which the sync form would
+    raise anyway at its first query, with a message that says what to use.
+    """
     if loop_running() and not in_bridge():
-        raise RuntimeError(
+        raise SynchronousOnlyOperation(
             f"`with {what}` was used in async code; use `async with {what}` there "
             f"(or decorate an `async def`). The sync form is for sync code, including "
             f"code run by django_aio.conn.run_sync()."
