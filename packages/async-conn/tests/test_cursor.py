@@ -106,3 +106,17 @@ async def test_queries_are_per_task() -> None:
         return [query["sql"] for query in conn.queries]
 
     assert await asyncio.gather(run(1), run(2)) == [["SELECT 1"], ["SELECT 2"]]
+
+
+async def test_on_commit_outside_a_transaction_runs_at_once() -> None:
+    ran: list[str] = []
+
+    async def async_callback() -> None:
+        ran.append("async")
+
+    conn = async_connections["default"]
+    await conn.on_commit(lambda: ran.append("sync"))
+    await conn.on_commit(async_callback)
+    assert ran == ["sync", "async"]
+    with pytest.raises(TypeError, match=r"^on_commit\(\) needs a callable, got str 'nope'\.$"):
+        await conn.on_commit("nope")  # type: ignore[arg-type]

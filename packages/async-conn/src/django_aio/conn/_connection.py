@@ -217,6 +217,8 @@ class AsyncConnection:
         """
         from ._units import run_sync
 
+        if not callable(func):
+            raise TypeError(f"on_commit() needs a callable, got {type(func).__name__} {func!r}.")
         callback = _bridged_callback(func)
 
         def register() -> None:
