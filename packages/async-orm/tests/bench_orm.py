@@ -157,8 +157,8 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def setup_django(rows: int) -> None:
-    """Configure Django for a standalone run and fill the bench database."""
+def setup_django(rows: int, fill: bool = True) -> None:
+    """Configure Django for a standalone run and (with ``fill``) create and fill the database."""
     import django
     import psycopg
     from django.conf import settings
@@ -175,9 +175,10 @@ def setup_django(rows: int) -> None:
         "password": admin["PASSWORD"] or None,
         "dbname": "postgres",
     }
-    with psycopg.connect(**{k: v for k, v in conninfo.items() if v}, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS django_aio_orm_bench")
-        conn.execute("CREATE DATABASE django_aio_orm_bench")
+    if fill:
+        with psycopg.connect(**{k: v for k, v in conninfo.items() if v}, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS django_aio_orm_bench")
+            conn.execute("CREATE DATABASE django_aio_orm_bench")
     settings.configure(
         DEBUG=False,
         USE_TZ=True,
@@ -191,6 +192,8 @@ def setup_django(rows: int) -> None:
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
     )
     django.setup()
+    if not fill:
+        return
     from django.core.management import call_command
     from django.db import connection
     from orm_testapp.models import Author, Book, Row
@@ -203,10 +206,14 @@ def setup_django(rows: int) -> None:
     connection.close()
 
 
-async def peak_rss_of_streaming(drop_in_on: bool, rows: int, chunk_size: int = 2000) -> float:
+async def peak_rss_of_streaming(
+    drop_in_on: bool, rows: int, chunk_size: int = 2000, *, load_all: bool = False
+) -> float:
     """Stream ``rows`` rows with ``aiterator`` in one mode; the process's peak RSS in MiB.
 
     Peak RSS only grows, so call it once per fresh process (``--rss-mode``).
+    ``load_all`` uses ``async for`` over the queryset instead (every row in
+    memory at once), for contrast.
     """
     import resource
 
@@ -219,7 +226,8 @@ async def peak_rss_of_streaming(drop_in_on: bool, rows: int, chunk_size: int = 2
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     seen = 0
     with drop_in(drop_in_on):
-        async for _ in Row.objects.aiterator(chunk_size=chunk_size):
+        source = Row.objects.all() if load_all else Row.objects.aiterator(chunk_size=chunk_size)
+        async for _ in source:
             seen += 1
     assert seen == rows, (seen, rows)
     await sync_to_async(connections.close_all)()
@@ -233,15 +241,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ops", type=int, default=200)
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--fill-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--rss-mode",
-        choices=["django", "drop-in"],
+        choices=["django", "drop-in", "drop-in-load-all"],
         help="only stream --rows rows in this mode and print the peak RSS",
     )
     args = parser.parse_args()
-    setup_django(args.rows)
     if args.rss_mode:
-        asyncio.run(peak_rss_of_streaming(args.rss_mode == "drop-in", args.rows))
+        # Fill the database in another process: its peak must not count here.
+        import subprocess
+
+        subprocess.run(
+            [sys.executable, __file__, "--rows", str(args.rows), "--fill-only"], check=True
+        )
+        setup_django(args.rows, fill=False)
+        asyncio.run(
+            peak_rss_of_streaming(
+                args.rss_mode != "django",
+                args.rows,
+                load_all=args.rss_mode == "drop-in-load-all",
+            )
+        )
+        return
+    setup_django(args.rows)
+    if args.fill_only:
         return
     result = asyncio.run(bench(args.rounds, args.ops, args.rows))
     print(report(result))
