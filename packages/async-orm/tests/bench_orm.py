@@ -49,10 +49,23 @@ async def _create() -> None:
     await Author.objects.acreate(name=f"bench-{next(_names)}")
 
 
+async def _concurrent_slow() -> None:
+    # I/O-bound work: 20 tasks, each a query the server takes 5 ms to answer.
+    from django.db.models.expressions import RawSQL
+    from orm_testapp.models import Row
+
+    async def one() -> None:
+        qs = Row.objects.filter(n=1).annotate(slept=RawSQL("pg_sleep(0.005)::text", ()))
+        assert await qs.values_list("slept", flat=True).aget() == ""
+
+    await asyncio.gather(*(one() for _ in range(20)))
+
+
 SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
     "list 100 rows": _list_100,
     "select_related, 100 rows": _select_related,
     "create": _create,
+    "20 concurrent 5 ms queries (per batch)": _concurrent_slow,
 }
 
 
@@ -166,7 +179,9 @@ def setup_django(rows: int, fill: bool = True) -> None:
     from django_aio.conn.testdb import database_settings
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    entry = database_settings("django_aio_orm_bench", OPTIONS={"pool": {"max_size": 4}})
+    entry = database_settings(
+        "django_aio_orm_bench", OPTIONS={"pool": {"min_size": 10, "max_size": 10}}
+    )
     admin = {k: entry[k] for k in ("HOST", "PORT", "USER", "PASSWORD")}
     conninfo = {
         "host": admin["HOST"] or None,
