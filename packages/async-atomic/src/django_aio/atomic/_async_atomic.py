@@ -41,7 +41,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.transaction import Atomic, TransactionManagementError
 
 from django_aio.conn import AsyncConnection, async_connections, run_sync
-from django_aio.conn._scope import _lending_var, lending
+from django_aio.conn.layers import lending, lending_var
 
 from ._callbacks import Callback
 from ._state import current_wrapper
@@ -127,7 +127,7 @@ class AsyncAtomic:
             # Tasks created in this block would inherit the owner's lending
             # and wait for the connection this task holds while it waits for
             # them: refuse them instead, as in any block.
-            token = _lending_var.set(None)
+            token = lending_var.set(None)
         self._open.setdefault(task, []).append(_Entry(connection, pinned, atomic, token))
 
     async def __aexit__(
@@ -144,7 +144,7 @@ class AsyncAtomic:
             del self._open[task]
         try:
             if entry.lending_token is not None:
-                _lending_var.reset(entry.lending_token)
+                lending_var.reset(entry.lending_token)
             if _borrowed(entry.connection):
                 # A task running on a connection lent by a blocked owner (an
                 # async signal receiver) cannot lend it on: exit here, unshielded.
@@ -158,7 +158,7 @@ class AsyncAtomic:
 
 def _borrowed(connection: AsyncConnection) -> bool:
     """Whether ``connection`` runs on a connection lent by its owner task (django_aio.conn)."""
-    return bool(getattr(connection, "_borrowed", False))
+    return connection.borrowed
 
 
 async def _exit_in_child(
@@ -185,7 +185,7 @@ async def _exit_body(
     # tasks this one creates (an async after-commit callback's gather): they
     # would wait for our borrowed connections while we wait for them. They
     # are refused instead, as they would be in the owner task.
-    window = _lending_var.get()
+    window = lending_var.get()
     held: list[AsyncConnection] = []
     try:
         if window is not None:
@@ -193,7 +193,7 @@ async def _exit_body(
                 connection = async_connections[alias]
                 await connection.hold()
                 held.append(connection)
-            _lending_var.set(None)
+            lending_var.set(None)
         await run_sync(atomic.__exit__, exc_type, exc, tb)
     finally:
         for connection in reversed(held):

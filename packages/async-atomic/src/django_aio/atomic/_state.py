@@ -36,7 +36,7 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connections
 
 from django_aio.conn import async_connections, in_bridge
-from django_aio.conn._scope import find_borrowable
+from django_aio.conn.layers import find_borrowable
 
 __all__ = [
     "current_wrapper",

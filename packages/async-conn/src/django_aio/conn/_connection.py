@@ -157,6 +157,14 @@ class AsyncConnection:
             await self.unhold()
 
     @property
+    def borrowed(self) -> bool:
+        """Whether the held connection is lent by a blocked owner task.
+
+        See Note [Transactions and child tasks] in ``_scope.py``.
+        """
+        return self._borrowed
+
+    @property
     def in_atomic_block(self) -> bool:
         """Whether a transaction (``async_atomic`` or bridged ``atomic``) is open."""
         return self.lease is not None and bool(self.lease.wrapper.in_atomic_block)
