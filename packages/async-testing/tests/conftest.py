@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import unittest
 
-pytest_plugins = ["pytester"]
-
 
 def run_case(case_class: type[unittest.TestCase]) -> unittest.TestResult:
     """Run a test class defined inside a test, as unittest's runner would."""

@@ -7,6 +7,8 @@ import textwrap
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 SETTINGS = """
 import os
 
