@@ -165,3 +165,18 @@ async def test_memory_stays_flat() -> None:
     streamed = await peak_of(streaming=True)
     loaded = await peak_of(streaming=False)
     assert streamed * 5 < loaded, (streamed, loaded)
+
+
+async def test_abandoned_iteration_inside_a_transaction(rows: int) -> None:
+    async with async_atomic():
+        await Row.objects.acreate(n=-1)
+        async for _ in Row.objects.order_by("n").aiterator(chunk_size=10):
+            break
+        gc.collect()
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        # The transaction goes on on the same connection, its cursor closed.
+        assert await open_cursors() == []
+        assert await Row.objects.acount() == rows + 1
+    assert await Row.objects.filter(n=-1).aexists()
+    assert async_connections["default"].lease is None
