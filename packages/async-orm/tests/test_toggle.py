@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from asgiref import sync as asgiref_sync
@@ -125,3 +126,42 @@ def test_every_django_orm_module_using_sync_to_async_is_patched() -> None:
         "django.db.models.fields.related_descriptors",
         "django.db.models.query",
     } <= set(found)
+
+
+async def test_no_thread_runs_orm_work_in_drop_in_mode(
+    sql_log: SqlLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db.models import aprefetch_related_objects, signals
+    from orm_testapp.models import Book, Tag
+
+    hops: list[object] = []
+    original_call = asgiref_sync.SyncToAsync.__call__
+
+    async def counting_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(self.func)
+        return await original_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(asgiref_sync.SyncToAsync, "__call__", counting_call)
+    receiver_threads: list[int] = []
+
+    def receiver(**kwargs: Any) -> None:
+        receiver_threads.append(threading.get_ident())
+
+    signals.post_save.connect(receiver, sender=Book)
+    try:
+        author = await Author.objects.acreate(name="Ann")
+        book = await author.books.acreate(title="T")
+        tag = await Tag.objects.acreate(name="t")
+        await book.tags.aadd(tag)
+        await book.asave()
+        books = [b async for b in Book.objects.select_related("author")]
+        await aprefetch_related_objects(books, "tags")
+        assert [b.title async for b in Book.objects.aiterator(chunk_size=1)] == ["T"]
+        await book.arefresh_from_db()
+        await author.adelete()
+    finally:
+        signals.post_save.disconnect(receiver, sender=Book)
+    main = threading.get_ident()
+    assert hops == []
+    assert sql_log.threads() == {main}
+    assert receiver_threads == [main, main]
