@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 
-from django.db import connections, transaction
+import pytest
+from django.db import IntegrityError, connections, transaction
+from django.db.transaction import TransactionManagementError
 from testing_testapp.models import Author, Book
 
 from django_aio.atomic import async_atomic
@@ -175,3 +177,38 @@ class ConcurrentTransactionsOnTheSharedConnection(AsyncioTestCase):
             ["b in", "b out", "a in", "a out"],
         )
         assert await count_authors() == 2
+
+
+class StatementsOutsideBlocksBehaveAsInAutocommit(AsyncioTestCase):
+    async def test_a_failed_statement_does_not_break_the_test(self) -> None:
+        await Author.objects.acreate(name="unique")
+        with pytest.raises(IntegrityError, match="duplicate key value"):
+            await Author.objects.acreate(name="unique")
+        assert await Author.objects.acount() == 1
+
+    async def test_select_for_update_outside_a_block_fails_as_in_production(self) -> None:
+        with pytest.raises(
+            TransactionManagementError,
+            match="select_for_update cannot be used outside of a transaction",
+        ):
+            await run_sync(lambda: list(Author.objects.select_for_update()))
+        async with async_atomic():
+            assert await run_sync(lambda: list(Author.objects.select_for_update())) == []
+
+    def test_get_autocommit_is_true_outside_blocks_only(self) -> None:
+        assert transaction.get_autocommit()
+        with transaction.atomic():
+            assert not transaction.get_autocommit()
+        assert transaction.get_autocommit()
+
+    def test_closing_the_connection_outside_blocks_keeps_the_test_data(self) -> None:
+        Author.objects.create(name="kept")
+        connections["default"].close()
+        assert Author.objects.count() == 1
+
+    def test_closing_it_inside_a_block_rolls_that_block_back(self) -> None:
+        Author.objects.create(name="kept")
+        with transaction.atomic():
+            Author.objects.create(name="lost")
+            connections["default"].close()
+        assert list(Author.objects.values_list("name", flat=True)) == ["kept"]

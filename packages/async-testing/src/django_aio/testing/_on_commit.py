@@ -19,6 +19,18 @@ production, the outermost transaction:
 
 Only connections carrying a ``TestTransaction`` are affected; Django's
 ``Atomic`` is patched once to consult it.
+
+Note [Statements outside blocks]
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+In production a query outside any block runs in autocommit: when it fails
+(an ``IntegrityError`` the test expects, say) nothing else is lost and the
+next query works. Inside the test's transaction the failure would abort it
+and every later query of the test would fail. So a statement run with only
+the base open gets its own savepoint, set and released on the raw psycopg
+connection (so ``assertNumQueries`` does not count them), and Django's
+``needs_rollback`` flag is not raised at that level, where production has no
+transaction to mark. ``get_autocommit()`` is true there too, so
+``select_for_update()`` outside a block fails as in production.
 """
 
 from __future__ import annotations
@@ -106,12 +118,45 @@ class TestTransaction:
 
     def attach(self) -> None:
         install()
-        setattr(self.connection, STATE, self)
-        self.connection.on_commit = self.on_commit
+        connection = self.connection
+        setattr(connection, STATE, self)
+        connection.on_commit = self.on_commit
+        connection.execute_wrappers.append(self.autocommit_statement)
+        self.original_class = type(connection)
+        connection.__class__ = _test_class(self.original_class)
 
     def detach(self) -> None:
-        vars(self.connection).pop(STATE, None)
-        vars(self.connection).pop("on_commit", None)
+        connection = self.connection
+        vars(connection).pop(STATE, None)
+        vars(connection).pop("on_commit", None)
+        if self.autocommit_statement in connection.execute_wrappers:
+            connection.execute_wrappers.remove(self.autocommit_statement)
+        if type(connection) is _test_class(self.original_class):
+            connection.__class__ = self.original_class
+
+    def autocommit_statement(
+        self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
+    ) -> Any:
+        """Note [Statements outside blocks]."""
+        if (
+            self.in_user_block()
+            or (isinstance(sql, str) and sql.lstrip().upper().startswith(_SAVEPOINT_SQL))
+            or self.connection.needs_rollback
+        ):
+            return execute(sql, params, many, context)
+        raw = self.connection.connection
+        _run_raw(raw, f"SAVEPOINT {_STATEMENT_SAVEPOINT}")
+        try:
+            result = execute(sql, params, many, context)
+        except BaseException:
+            try:
+                _run_raw(raw, f"ROLLBACK TO SAVEPOINT {_STATEMENT_SAVEPOINT}")
+                _run_raw(raw, f"RELEASE SAVEPOINT {_STATEMENT_SAVEPOINT}")
+            except Exception:
+                logger.debug("could not roll back a failed statement's savepoint", exc_info=True)
+            raise
+        _run_raw(raw, f"RELEASE SAVEPOINT {_STATEMENT_SAVEPOINT}")
+        return result
 
     def in_user_block(self) -> bool:
         return len(self.connection.atomic_blocks) > self.base_depth
@@ -150,6 +195,79 @@ class TestTransaction:
             else:
                 keep.append(entry)
         self.connection.run_on_commit = keep
+
+
+_SAVEPOINT_SQL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
+_STATEMENT_SAVEPOINT = "django_aio_statement"
+
+
+def _run_raw(raw: Any, sql: str) -> None:
+    cursor = raw.cursor()
+    try:
+        cursor.execute(sql)
+    finally:
+        cursor.close()
+
+
+_test_classes: dict[type[Any], type[Any]] = {}
+
+
+def _test_class(cls: type[Any]) -> type[Any]:
+    made = _test_classes.get(cls)
+    if made is None:
+        made = _test_classes[cls] = _make_test_class(cls)
+    return made
+
+
+def _make_test_class(cls: type[Any]) -> type[Any]:
+    """``cls`` as production code sees it outside any block of its own.
+
+    Note [Statements outside blocks]: ``needs_rollback`` stays down and
+    ``get_autocommit()`` is true there.
+    """
+
+    def get(self: Any) -> bool:
+        return bool(self.__dict__.get("needs_rollback", False))
+
+    def set_(self: Any, value: bool) -> None:
+        state = self.__dict__.get(STATE)
+        if value and isinstance(state, TestTransaction) and not state.in_user_block():
+            return  # Note [Statements outside blocks]
+        self.__dict__["needs_rollback"] = value
+
+    def get_autocommit(self: Any) -> bool:
+        state = self.__dict__.get(STATE)
+        if isinstance(state, TestTransaction) and not state.in_user_block():
+            # What production code sees outside any block (Django's
+            # select_for_update check, transaction.get_autocommit()).
+            return True
+        return bool(cls.get_autocommit(self))
+
+    def savepoint_allowed(self: Any) -> bool:
+        # Savepoints are real whatever get_autocommit() pretends above.
+        return bool(self.features.uses_savepoints and not cls.get_autocommit(self))
+
+    def close(self: Any) -> None:
+        state = self.__dict__.get(STATE)
+        if not isinstance(state, TestTransaction):
+            cls.close(self)
+        elif state.in_user_block():
+            # Closing loses the code's transaction; the test's must survive.
+            self.needs_rollback = True
+        # Outside blocks (loaddata does it) production reconnects on next use;
+        # the test keeps its connection.
+
+    return type(
+        cls.__name__,
+        (cls,),
+        {
+            "__module__": cls.__module__,
+            "needs_rollback": property(get, set_),
+            "get_autocommit": get_autocommit,
+            "_savepoint_allowed": savepoint_allowed,
+            "close": close,
+        },
+    )
 
 
 def _state(connection: Any) -> TestTransaction | None:
