@@ -103,7 +103,6 @@ def _next_chunk(
 
 async def _close_on_lease(lease: Any, generator: Generator[Any, None, None]) -> None:
     # Note [Chunked iteration]: the finalizer task is not the owner.
-    from django_aio.conn._greenlet import drive
-    from django_aio.conn._units import Unit
+    from django_aio.conn.layers import Unit, drive
 
     await drive(Unit.fixed(lease), generator.close)
