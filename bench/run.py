@@ -63,7 +63,13 @@ def _ensure_database(admin: dict[str, Any], name: str) -> None:
 
 
 def _conninfo(entry: dict[str, Any]) -> dict[str, Any]:
-    keys = {"NAME": "dbname", "USER": "user", "PASSWORD": "password", "HOST": "host", "PORT": "port"}
+    keys = {
+        "NAME": "dbname",
+        "USER": "user",
+        "PASSWORD": "password",
+        "HOST": "host",
+        "PORT": "port",
+    }
     return {k: entry[s] for s, k in keys.items() if entry.get(s)}
 
 
@@ -92,9 +98,7 @@ class Raw:
 
     async def get(self, pk: int) -> Any:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id, name, value FROM bench_item WHERE id = %s", [pk]
-            )
+            cur = await conn.execute("SELECT id, name, value FROM bench_item WHERE id = %s", [pk])
             return await cur.fetchone()
 
     async def sleepy(self, pk: int) -> Any:
@@ -186,7 +190,12 @@ async def concurrent(op: Op, n: int, tasks: int) -> int:
 SCENARIOS: list[tuple[str, str, Callable[[Op, int], Awaitable[int]], int]] = [
     ("sequential get by pk", "get", sequential, 1000),
     ("32 concurrent tasks of gets", "get", lambda op, n: concurrent(op, n, 32), 1600),
-    ("I/O-bound: 50 tasks, pg_sleep(0.005), pool 10", "sleepy", lambda op, n: concurrent(op, n, 50), 500),
+    (
+        "I/O-bound: 50 tasks, pg_sleep(0.005), pool 10",
+        "sleepy",
+        lambda op, n: concurrent(op, n, 50),
+        500,
+    ),
 ]
 
 
@@ -209,12 +218,16 @@ async def measure(rounds: int, scale: float) -> list[tuple[str, dict[str, float]
 
 def report(results: list[tuple[str, dict[str, float]]]) -> None:
     print()
-    print(f"{'scenario':48} {'raw psycopg':>12} {'django aget':>12} {'run_sync':>12} "
-          f"{'vs raw':>8} {'vs aget':>8}")
+    print(
+        f"{'scenario':48} {'raw psycopg':>12} {'django aget':>12} {'run_sync':>12} "
+        f"{'vs raw':>8} {'vs aget':>8}"
+    )
     for title, ops in results:
         raw, aget, bridge = ops["raw psycopg"], ops["django aget"], ops["run_sync"]
-        print(f"{title:48} {raw:12.0f} {aget:12.0f} {bridge:12.0f} "
-              f"{bridge / raw:7.2f}x {bridge / aget:7.2f}x")
+        print(
+            f"{title:48} {raw:12.0f} {aget:12.0f} {bridge:12.0f} "
+            f"{bridge / raw:7.2f}x {bridge / aget:7.2f}x"
+        )
     print("\nops/s, median of the rounds; ratios are run_sync's.")
 
 

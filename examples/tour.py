@@ -26,26 +26,33 @@ def prepare_database() -> None:
     from django.conf import settings
 
     entry = settings.DATABASES["default"]
-    params = {"dbname": "postgres", "user": entry["USER"], "password": entry["PASSWORD"],
-              "host": entry["HOST"], "port": entry["PORT"]}
+    params = {
+        "dbname": "postgres",
+        "user": entry["USER"],
+        "password": entry["PASSWORD"],
+        "host": entry["HOST"],
+        "port": entry["PORT"],
+    }
     with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [entry["NAME"]]).fetchone():
+        if not conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [entry["NAME"]]
+        ).fetchone():
             conn.execute(f'CREATE DATABASE "{entry["NAME"]}"')
     django.setup()
+    from demo.models import Account
     from django.core.management import call_command
     from django.db import connection
 
-    from demo.models import Account
-
     call_command("migrate", run_syncdb=True, verbosity=0)
     Account.objects.all().delete()
-    Account.objects.bulk_create([Account(owner="alice", balance=100), Account(owner="bob", balance=20)])
+    Account.objects.bulk_create(
+        [Account(owner="alice", balance=100), Account(owner="bob", balance=20)]
+    )
     connection.close()
 
 
 async def tour() -> None:
     import httpx
-
     from demo.asgi import application
 
     transport = httpx.ASGITransport(app=application)
@@ -68,7 +75,9 @@ async def tour() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="django-aio demo")
-    parser.add_argument("--serve", action="store_true", help="serve the app with uvicorn after the tour")
+    parser.add_argument(
+        "--serve", action="store_true", help="serve the app with uvicorn after the tour"
+    )
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
     prepare_database()

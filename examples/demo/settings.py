@@ -7,7 +7,7 @@ import importlib.util
 from django_aio.conn.testdb import database_settings
 
 DEBUG = True
-SECRET_KEY = "demo-only-not-secret"  # noqa: S105 - a throwaway demo key
+SECRET_KEY = "demo-only-not-secret"
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "demo.views"
 USE_TZ = True
@@ -23,5 +23,7 @@ for _layer in ("django_aio.atomic", "django_aio.orm"):
 
 # DATABASE_URL / PG* when set, else an embedded PostgreSQL.
 DATABASES = {
-    "default": database_settings("django_aio_demo", OPTIONS={"pool": {"min_size": 2, "max_size": 10}})
+    "default": database_settings(
+        "django_aio_demo", OPTIONS={"pool": {"min_size": 2, "max_size": 10}}
+    )
 }

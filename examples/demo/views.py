@@ -16,7 +16,9 @@ from .models import Account
 
 async def accounts(request: HttpRequest) -> JsonResponse:
     """The ORM, unchanged, with its I/O on the event loop."""
-    rows = await run_sync(lambda: list(Account.objects.order_by("owner").values("owner", "balance")))
+    rows = await run_sync(
+        lambda: list(Account.objects.order_by("owner").values("owner", "balance"))
+    )
     return JsonResponse({"accounts": rows})
 
 
