@@ -61,6 +61,7 @@ async def tour() -> None:
             ("The server, through the async cursor API", "/server/"),
             ("The ORM through run_sync", "/accounts/"),
             ("Five 0.2 s queries in parallel (about 0.2 s, not 1 s)", "/parallel/"),
+            ("Django's own acount(), afirst(), async for: on the loop (drop-in)", "/dropin/"),
             ("An async transaction moving 30 from alice to bob", "/transfer/?amount=30"),
             ("A transfer that fails and rolls back", "/transfer/?amount=1000"),
             ("Nothing was lost", "/accounts/"),

@@ -69,7 +69,21 @@ async def transfer(request: HttpRequest) -> JsonResponse:
     return await accounts(request)
 
 
+async def dropin(request: HttpRequest) -> JsonResponse:
+    """Django's own async ORM API, run on the loop by django_aio.orm's drop-in mode."""
+    from django.apps import apps
+
+    if not apps.is_installed("django_aio.orm"):
+        return JsonResponse({"error": "install django-aio-orm"}, status=501)
+    count, richest = await asyncio.gather(
+        Account.objects.acount(), Account.objects.order_by("-balance").afirst()
+    )
+    owners = [account.owner async for account in Account.objects.order_by("owner")]
+    return JsonResponse({"count": count, "richest": str(richest), "owners": owners})
+
+
 urlpatterns = [
+    path("dropin/", dropin),
     path("accounts/", accounts),
     path("parallel/", parallel),
     path("server/", server),
