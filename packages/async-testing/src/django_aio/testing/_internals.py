@@ -1,10 +1,13 @@
 """The few internals of django_aio.conn that test isolation needs, in one place.
 
-django_aio.conn has no public API for "every task of this test uses this one
+django_aio.conn has no API for "every task of this test uses this one
 connection" or "which connections are checked out right now"; both are test
-concerns, so they live here, built on conn's private modules. Versions of
-django-aio-conn and django-aio-testing are released together (see the
-dependency bounds), and everything private this package touches is below.
+concerns, so they live here, built on ``django_aio.conn.layers`` and, where
+that has no hook yet, on conn's private modules (``_scope._Lending``,
+``_pool.pool_for``/``AliasPool``, ``_wrapper.bridged_class``,
+``AsyncConnection._task_done``). Versions of django-aio-conn and
+django-aio-testing move together (see the dependency bounds), and everything
+this package touches is below.
 
 Note [One connection per test]
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -43,7 +46,8 @@ from typing import Any, TypeVar, cast
 from django.db import connections
 from django.db.utils import load_backend
 
-from django_aio.conn import _connection, _greenlet, _pool, _scope, _units, _wrapper
+from django_aio.conn import AsyncConnection as _AsyncConnection
+from django_aio.conn import _pool, _scope, _wrapper, layers
 
 __all__ = [
     "Checkout",
@@ -59,7 +63,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-Lease = Any  # django_aio.conn._pool.Lease
+Lease = Any  # django_aio.conn.layers.Lease (its attributes are used untyped here)
 
 
 def prepare_bridged_classes() -> None:
@@ -115,7 +119,7 @@ class SharedLock:
     def _may_enter(self) -> bool:
         if not self.holders:
             return True
-        lending = _scope._lending_var.get()
+        lending = layers.lending_var.get()
         return lending is not None and lending.active and lending.task is self.holders[-1]
 
     async def acquire(self) -> bool:
@@ -163,17 +167,17 @@ def open_window(leases: dict[str, Lease]) -> Window:
     for lease in leases.values():
         lease.lock = SharedLock()
     lending = _scope._Lending(cast(Any, _WindowOwner()), dict(leases))
-    token = _scope._lending_var.set(lending)
+    token = layers.lending_var.set(lending)
     return Window(leases, lending, token)
 
 
 def close_window(window: Window) -> None:
     window.lending.active = False
-    if _scope._lending_var.get() is window.lending:
+    if layers.lending_var.get() is window.lending:
         try:
-            _scope._lending_var.reset(window.token)
+            layers.lending_var.reset(window.token)
         except ValueError:  # set in another context (a fixture's setup task)
-            _scope._lending_var.set(None)
+            layers.lending_var.set(None)
     for lease in window.leases.values():
         if not lease.lock.locked():
             # Otherwise a leaked holder still has to release it.
@@ -199,7 +203,7 @@ async def release_lease(lease: Lease, *, discard: bool = False) -> None:
 
 async def run_on_lease(lease: Lease, fn: Callable[..., T], *args: Any) -> T:
     """Run sync ``fn`` in the bridge on ``lease``, bypassing every task's holds and locks."""
-    return await _greenlet.drive(_units.Unit.fixed(lease), fn, *args)
+    return await layers.drive(layers.Unit.fixed(lease), fn, *args)
 
 
 # -- which connections are checked out ------------------------------------
@@ -276,7 +280,7 @@ def install_tracking() -> None:
 
     # conn closes the connection of a task that ends holding one (and logs a
     # warning); a test must still fail for it, so remember it here.
-    connection_class: Any = _connection.AsyncConnection
+    connection_class: Any = _AsyncConnection
     task_done = connection_class._task_done
 
     def tracked_task_done(self: Any, task: asyncio.Task[Any]) -> None:
