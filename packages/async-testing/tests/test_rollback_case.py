@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 
 import pytest
-from django.db import IntegrityError, connections, transaction
+from django.db import DataError, IntegrityError, connections, transaction
 from django.db.transaction import TransactionManagementError
 from testing_testapp.models import Author, Book
 
@@ -212,3 +212,10 @@ class StatementsOutsideBlocksBehaveAsInAutocommit(AsyncioTestCase):
             Author.objects.create(name="lost")
             connections["default"].close()
         assert list(Author.objects.values_list("name", flat=True)) == ["kept"]
+
+    async def test_a_failed_cursor_statement_does_not_break_the_test(self) -> None:
+        async with async_connections["default"].cursor() as cursor:
+            with pytest.raises(DataError, match="division by zero"):
+                await cursor.execute("SELECT 1 / 0")
+            await cursor.execute("SELECT 1")
+            assert await cursor.fetchone() == (1,)
