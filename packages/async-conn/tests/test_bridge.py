@@ -220,3 +220,26 @@ async def test_blocking_work_is_not_reported_without_debug(
     with caplog.at_level(logging.WARNING, logger="django_aio.conn"):
         await run_sync(time.sleep, 0.15)
     assert caplog.text == ""
+
+
+async def test_bridged_connections_ignore_later_patches_of_guarded_methods() -> None:
+    # What Django's TransactionTestCase and pytest-django do to
+    # ensure_connection while a test runs: bridged connections keep Django's
+    # own method, unguarded, whenever their class is built.
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from django_aio.conn._wrapper import bridged_class
+
+    original = BaseDatabaseWrapper.ensure_connection
+
+    def patched(self: BaseDatabaseWrapper) -> None:
+        original(self)
+
+    await async_connections.close_pools()  # new pools build their classes anew
+    bridged_class.cache_clear()
+    BaseDatabaseWrapper.ensure_connection = patched  # type: ignore[method-assign]
+    try:
+        assert await run_sync(User.objects.count) == 0
+    finally:
+        BaseDatabaseWrapper.ensure_connection = original  # type: ignore[method-assign]
+        await async_connections.close_pools()

@@ -278,4 +278,5 @@ def _bridged_callback(func: Callable[[], Awaitable[Any] | Any]) -> Callable[[], 
         return result
 
     run.__qualname__ = getattr(func, "__qualname__", run.__qualname__)
+    run.__wrapped__ = func  # type: ignore[attr-defined]
     return run

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import NotSupportedError
+from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql.psycopg_any import IsolationLevel, register_tzloader
 from django.utils.asyncio import async_unsafe
 from psycopg.postgres import types as pg_types
@@ -117,6 +118,21 @@ def _is_guarded(value: object) -> bool:
     return isinstance(value, types.FunctionType) and value.__code__ is _GUARD_CODE
 
 
+def _django_originals() -> dict[tuple[type, str], Any]:
+    # Taken at import: test tooling (Django's TransactionTestCase,
+    # pytest-django's blocker) later swaps some of these methods for wrappers
+    # around the guarded originals, which bridged classes must not inherit.
+    originals: dict[tuple[type, str], Any] = {}
+    for klass in postgresql.DatabaseWrapper.__mro__:
+        for name, value in vars(klass).items():
+            if _is_guarded(value):
+                originals[klass, name] = value.__wrapped__
+    return originals
+
+
+_ORIGINALS = _django_originals()
+
+
 @functools.cache
 def bridged_class(wrapper_class: type[Any]) -> type[Any]:
     """The bridged subclass of ``wrapper_class``; see Note [async_unsafe]."""
@@ -127,6 +143,9 @@ def bridged_class(wrapper_class: type[Any]) -> type[Any]:
             if name in seen:
                 continue
             seen.add(name)
-            if _is_guarded(value):
+            original = _ORIGINALS.get((klass, name))
+            if original is not None:
+                namespace[name] = original
+            elif _is_guarded(value):
                 namespace[name] = value.__wrapped__
     return type(f"Bridged{wrapper_class.__name__}", (BridgedWrapperMixin, wrapper_class), namespace)

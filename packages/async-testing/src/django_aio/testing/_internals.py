@@ -67,39 +67,15 @@ Lease = Any  # django_aio.conn.layers.Lease (its attributes are used untyped her
 
 
 def prepare_bridged_classes() -> None:
-    """Build conn's bridged wrapper classes now, before test tooling patches Django.
+    """Build conn's bridged wrapper classes up front (they are cached).
 
-    conn copies the unguarded originals of Django's ``@async_unsafe`` methods
-    when it first builds a bridged class. Django's test cases (and
-    pytest-django's blocker) replace ``BaseDatabaseWrapper.ensure_connection``
-    with a wrapper while a test class runs; a bridged class first built then
-    would inherit the guarded original and refuse every query.
+    conn builds them from Django's unpatched methods whenever they are first
+    needed, so this only moves the work out of the first test.
     """
     for alias in connections:
-        settings_dict = connections.settings[alias]
-        backend = load_backend(settings_dict["ENGINE"])
+        backend = load_backend(connections.settings[alias]["ENGINE"])
         if getattr(backend.DatabaseWrapper, "django_aio_bridgeable", False):
-            bridged = _wrapper.bridged_class(backend.DatabaseWrapper)
-            # Built while a patch was active: restore the unguarded originals
-            # taken when this module was imported (pytest plugins are
-            # imported before pytest-django installs its blocker).
-            for name, original in _UNGUARDED.items():
-                if name not in vars(bridged) and name not in vars(_wrapper.BridgedWrapperMixin):
-                    setattr(bridged, name, original)
-
-
-def _unguarded_originals() -> dict[str, Any]:
-    from django.db.backends.base.base import BaseDatabaseWrapper
-
-    found: dict[str, Any] = {}
-    for klass in BaseDatabaseWrapper.__mro__:
-        for name, value in vars(klass).items():
-            if _wrapper._is_guarded(value):
-                found.setdefault(name, value.__wrapped__)
-    return found
-
-
-_UNGUARDED = _unguarded_originals()
+            _wrapper.bridged_class(backend.DatabaseWrapper)
 
 
 class SharedLock:
