@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,10 +27,21 @@ def _truncate() -> None:
 
 
 @pytest.fixture(autouse=True)
-async def clean_tables() -> AsyncIterator[None]:
-    """Every test starts and ends with empty test-app tables (the test DB is shared)."""
+def database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Where each test's data lives.
+
+    Async tests run on django_aio.testing's test connection, rolled back at
+    the end (``@pytest.mark.aio_db(...)`` picks another mode). Sync tests
+    commit through Django's own connection and empty the tables afterwards.
+    """
+    if request.node.get_closest_marker("aio_db") is None:
+        if inspect.iscoroutinefunction(request.function):
+            request.getfixturevalue("aio_db")
+        else:
+            yield
+            _truncate()
+            return
     yield
-    await run_sync(_truncate)
 
 
 class SqlLog:

@@ -175,6 +175,7 @@ async def test_select_for_update_in_transaction(library: dict[str, Author]) -> N
         assert locked_one.age == 25
 
 
+@pytest.mark.aio_db(databases="__all__")
 async def test_using_other_database() -> None:
     await Author.objects.using("other").acreate(name="Elsewhere")
     try:

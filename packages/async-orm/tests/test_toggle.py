@@ -28,6 +28,7 @@ async def close_thread_connections() -> AsyncIterator[None]:
 
 
 @pytest.mark.threads_allowed
+@pytest.mark.aio_db(transaction=True)
 @pytest.mark.usefixtures("close_thread_connections")
 async def test_without_drop_in_django_uses_a_thread(sql_log: SqlLog) -> None:
     main = threading.get_ident()
@@ -76,6 +77,7 @@ def test_the_setting_turns_drop_in_off_and_on() -> None:
 
 
 @pytest.mark.threads_allowed
+@pytest.mark.aio_db(transaction=True)
 @pytest.mark.usefixtures("close_thread_connections")
 async def test_aliases_on_other_engines_keep_djangos_thread(sql_log: SqlLog) -> None:
     main = threading.get_ident()
