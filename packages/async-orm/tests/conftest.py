@@ -12,7 +12,7 @@ from django.apps import apps
 from django.db import connections
 from django.db.backends.utils import CursorWrapper
 
-from django_aio.conn import in_bridge, run_sync
+from django_aio.conn import in_bridge
 
 
 def _truncate() -> None:
