@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,12 +20,10 @@ def _clean() -> None:
 
 
 @pytest.fixture
-async def clean_tables() -> AsyncIterator[None]:
-    """Empty test tables before and after an async test (its data is committed)."""
-    await run_sync(_clean)
-    yield
-    await run_sync(_clean)
-    await async_connections.close_pools()
+def clean_tables(aio_transactional_db: object) -> object:
+    """Async tests here check real commits: django_aio.testing's committing
+    database, flushed after each test, with its leak checks."""
+    return aio_transactional_db
 
 
 @pytest.fixture

@@ -235,6 +235,7 @@ async def test_mark_for_rollback_on_error() -> None:
     assert await fine() == "fine"
 
 
+@pytest.mark.aio_db(transaction=True, databases="__all__")
 async def test_other_alias_has_its_own_transaction() -> None:
     async with async_atomic(using="other"):
         await create("on-other", using="other")

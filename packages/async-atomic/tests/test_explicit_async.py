@@ -179,6 +179,7 @@ async def test_run_after_commit_in_async_code() -> None:
     assert ran == ["sync", "async"]
 
 
+@pytest.mark.aio_db(transaction=True, databases="__all__")
 async def test_in_transaction_and_dbs_with_open_transactions() -> None:
     assert dbs_with_open_transactions() == frozenset()
     async with transaction(using="other"):

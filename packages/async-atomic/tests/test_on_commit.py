@@ -140,6 +140,7 @@ async def test_non_robust_callback_error_propagates_after_the_commit() -> None:
     assert not async_connections["default"].in_atomic_block
 
 
+@pytest.mark.aio_db(transaction=True, databases="__all__")
 async def test_on_commit_on_another_alias() -> None:
     ran: list[str] = []
     async with async_atomic(using="other"):
