@@ -101,13 +101,16 @@ class Raw:
             cur = await conn.execute("SELECT id, name, value FROM bench_item WHERE id = %s", [pk])
             return await cur.fetchone()
 
-    async def sleepy(self, pk: int) -> Any:
+    async def sleepy(self, pk: int, sleep: float = 0.005) -> Any:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT id, name, value, pg_sleep(0.005)::text FROM bench_item WHERE id = %s",
+                f"SELECT id, name, value, pg_sleep({sleep})::text FROM bench_item WHERE id = %s",
                 [pk],
             )
             return await cur.fetchone()
+
+    async def sleepy20(self, pk: int) -> Any:
+        return await self.sleepy(pk, 0.02)
 
 
 class DjangoAsync:
@@ -129,10 +132,13 @@ class DjangoAsync:
 
         return await Item.objects.aget(pk=pk)
 
-    async def sleepy(self, pk: int) -> Any:
+    async def sleepy(self, pk: int, sleep: float = 0.005) -> Any:
         from benchapp.models import Item
 
-        return await Item.objects.extra(select={"s": "pg_sleep(0.005)::text"}).aget(pk=pk)
+        return await Item.objects.extra(select={"s": f"pg_sleep({sleep})::text"}).aget(pk=pk)
+
+    async def sleepy20(self, pk: int) -> Any:
+        return await self.sleepy(pk, 0.02)
 
 
 class Bridge:
@@ -155,13 +161,16 @@ class Bridge:
 
         return await run_sync(Item.objects.get, pk=pk)
 
-    async def sleepy(self, pk: int) -> Any:
+    async def sleepy(self, pk: int, sleep: float = 0.005) -> Any:
         from benchapp.models import Item
 
         from django_aio.conn import run_sync
 
-        qs = Item.objects.extra(select={"s": "pg_sleep(0.005)::text"})
+        qs = Item.objects.extra(select={"s": f"pg_sleep({sleep})::text"})
         return await run_sync(qs.get, pk=pk)
+
+    async def sleepy20(self, pk: int) -> Any:
+        return await self.sleepy(pk, 0.02)
 
 
 IMPLEMENTATIONS = [Raw, DjangoAsync, Bridge]
@@ -195,6 +204,12 @@ SCENARIOS: list[tuple[str, str, Callable[[Op, int], Awaitable[int]], int]] = [
         "sleepy",
         lambda op, n: concurrent(op, n, 50),
         500,
+    ),
+    (
+        "I/O-bound: 50 tasks, pg_sleep(0.02), pool 10",
+        "sleepy20",
+        lambda op, n: concurrent(op, n, 50),
+        200,
     ),
 ]
 
