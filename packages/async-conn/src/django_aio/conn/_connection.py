@@ -17,6 +17,7 @@ from django.db.transaction import TransactionManagementError
 from ._greenlet import await_, start
 from ._pool import pool_for
 from ._scope import find_borrowable, pop_pin, push_pin
+from ._testcase import BoundLease, bound_lease
 
 if TYPE_CHECKING:
     from ._cursor import AsyncCursor
@@ -73,6 +74,13 @@ class AsyncConnection:
         code uses ``cursor()`` or a transaction block.
         """
         if self.lease is None:
+            bound = bound_lease(self.alias)  # Note [Test-case binding]
+            if bound is not None:
+                await bound.borrow()
+                self._borrowed = True
+                self.lease = bound  # type: ignore[assignment]
+                self._holds += 1
+                return bound  # type: ignore[return-value]
             lease = find_borrowable(self)
             if lease is not None:
                 await lease.lock.acquire()
@@ -99,7 +107,10 @@ class AsyncConnection:
         assert lease is not None
         if self._borrowed:
             self._borrowed = False
-            lease.lock.release()
+            if isinstance(lease, BoundLease):
+                lease.give_back()
+            else:
+                lease.lock.release()
             return
         # Shielded: a second cancellation must not strand the connection. The
         # return usually completes without waiting; only the rest, if any,

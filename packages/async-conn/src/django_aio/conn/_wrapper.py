@@ -33,7 +33,7 @@ from ._facade import AsyncServerSideClientCursor, SyncConnection, SyncCursor
 if TYPE_CHECKING:
     from ._pool import Lease
 
-__all__ = ["bridged_class"]
+__all__ = ["bridged_class", "unguarded_class"]
 
 _GUARD_CODE = async_unsafe(lambda: None).__code__
 _TIMESTAMPTZ_OID = pg_types["timestamptz"].oid
@@ -131,6 +131,24 @@ def _django_originals() -> dict[tuple[type, str], Any]:
 
 
 _ORIGINALS = _django_originals()
+
+
+@functools.cache
+def unguarded_class(wrapper_class: type[Any]) -> type[Any]:
+    """``wrapper_class`` with Django's own methods, minus the ``@async_unsafe`` guard."""
+    namespace: dict[str, Any] = {"__module__": __name__}
+    seen: set[str] = set()
+    for klass in wrapper_class.__mro__:
+        for name, value in vars(klass).items():
+            if name in seen:
+                continue
+            seen.add(name)
+            original = _ORIGINALS.get((klass, name))
+            if original is not None:
+                namespace[name] = original
+            elif _is_guarded(value):
+                namespace[name] = value.__wrapped__
+    return type(f"Unguarded{wrapper_class.__name__}", (wrapper_class,), namespace)
 
 
 @functools.cache

@@ -15,9 +15,11 @@ class AsyncConnConfig(AppConfig):
     verbose_name = "django-aio connections"
 
     def ready(self) -> None:
+        from ._testcase import install_testcase_binding
         from ._units import install
 
         install()
+        install_testcase_binding()
         checks.register(check_engines, checks.Tags.database)
 
 

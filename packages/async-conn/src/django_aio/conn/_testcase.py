@@ -1,0 +1,107 @@
+"""Django's ``TestCase`` and the bridge.
+
+Note [Test-case binding]
+~~~~~~~~~~~~~~~~~~~~~~~~
+``django.test.TestCase`` keeps each test's data in an uncommitted transaction
+on the test thread's sync connection; pooled async connections would never
+see it, so Django's own async test methods (and a project's) would fail once
+their ``a*`` calls run in the bridge. While a test case's transaction is open
+on an alias, units of work on that alias therefore borrow the test thread's
+connection itself, one unit at a time, exactly as tasks borrow a transaction
+owner's connection: the test thread is blocked in ``async_to_sync`` (or runs
+the loop itself, under pytest-asyncio) meanwhile, so nothing interleaves.
+
+The borrowed wrapper is a plain sync Django connection: its I/O blocks the
+loop, which only tests do, and only while a unit holds it do its methods skip
+Django's ``@async_unsafe`` guard (its class is swapped for an unguarded one).
+django_aio.testing's test cases do not use this: they run the whole test on
+an async connection instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Hashable
+from typing import Any, cast
+
+from django.db import connections
+from django.db.utils import load_backend
+
+from ._wrapper import unguarded_class
+
+__all__ = ["BoundLease", "bound_lease", "install_testcase_binding"]
+
+
+class BoundLease:
+    """A test thread's sync connection, lent to units of work (Note [Test-case binding])."""
+
+    def __init__(self, wrapper: Any) -> None:
+        self.wrapper = wrapper
+        self.alias: str = wrapper.alias
+        self.lock = asyncio.Lock()
+        self._class: type[Any] = type(wrapper)
+
+    def in_transaction(self) -> bool:
+        return True
+
+    async def borrow(self) -> None:
+        await self.lock.acquire()
+        self.wrapper.__class__ = unguarded_class(cast(Hashable, self._class))
+
+    def give_back(self) -> None:
+        self.wrapper.__class__ = self._class
+        self.lock.release()
+
+
+_bound: dict[str, BoundLease] = {}
+
+
+def bound_lease(alias: str) -> BoundLease | None:
+    """The test thread's connection bound to ``alias``, if a test case runs."""
+    return _bound.get(alias) if _bound else None
+
+
+def _bridgeable(alias: str) -> bool:
+    engine = connections.settings[alias]["ENGINE"]
+    return bool(getattr(load_backend(engine).DatabaseWrapper, "django_aio_bridgeable", False))
+
+
+def _bind(alias: str) -> None:
+    if alias in _bound or not _bridgeable(alias):
+        return
+    wrapper = connections[alias]
+    wrapper.inc_thread_sharing()
+    _bound[alias] = BoundLease(wrapper)
+
+
+def _unbind(alias: str) -> None:
+    lease = _bound.get(alias)
+    if lease is not None and not lease.wrapper.in_atomic_block:
+        del _bound[alias]
+        lease.wrapper.dec_thread_sharing()
+
+
+@functools.cache
+def install_testcase_binding() -> None:
+    """Bind test-case transactions as they open and close (idempotent)."""
+    from django.test import TestCase
+
+    enter = TestCase._enter_atomics.__func__
+    rollback = TestCase._rollback_atomics.__func__
+
+    def _enter_atomics(cls: type[TestCase]) -> Any:
+        atomics = enter(cls)
+        for alias in atomics:
+            _bind(alias)
+        return atomics
+
+    def _rollback_atomics(cls: type[TestCase], atomics: Any) -> None:
+        try:
+            rollback(cls, atomics)
+        finally:
+            for alias in atomics:
+                _unbind(alias)
+
+    TestCase._enter_atomics = classmethod(_enter_atomics)
+    TestCase._rollback_atomics = classmethod(_rollback_atomics)

@@ -1,0 +1,38 @@
+"""Django's own TestCase: bridged code sees (and writes into) the test's transaction."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.core.exceptions import SynchronousOnlyOperation
+from django.test import TestCase
+
+from django_aio.conn import run_sync
+
+
+class TestCaseBindingTests(TestCase):
+    user: User
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.user = User.objects.create(username="bound")
+
+    def setUp(self) -> None:
+        User.objects.create(username="from-setup")
+
+    async def test_bridged_code_sees_the_test_data(self) -> None:
+        names = await run_sync(lambda: sorted(User.objects.values_list("username", flat=True)))
+        self.assertEqual(names, ["bound", "from-setup"])
+
+    async def test_bridged_writes_land_in_the_test_transaction(self) -> None:
+        await run_sync(User.objects.create, username="from-bridge")
+        self.assertEqual(await run_sync(User.objects.count), 3)
+
+    async def test_sync_orm_outside_the_bridge_still_raises(self) -> None:
+        with self.assertRaises(SynchronousOnlyOperation):
+            User.objects.count()
+
+    def test_rolled_back_between_tests(self) -> None:
+        # Sync, in the test thread: whatever other tests wrote is gone.
+        self.assertEqual(
+            sorted(User.objects.values_list("username", flat=True)), ["bound", "from-setup"]
+        )
