@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import SynchronousOnlyOperation
 from django.test import TestCase
@@ -21,18 +22,16 @@ class TestCaseBindingTests(TestCase):
 
     async def test_bridged_code_sees_the_test_data(self) -> None:
         names = await run_sync(lambda: sorted(User.objects.values_list("username", flat=True)))
-        self.assertEqual(names, ["bound", "from-setup"])
+        assert names == ["bound", "from-setup"]
 
     async def test_bridged_writes_land_in_the_test_transaction(self) -> None:
         await run_sync(User.objects.create, username="from-bridge")
-        self.assertEqual(await run_sync(User.objects.count), 3)
+        assert await run_sync(User.objects.count) == 3
 
     async def test_sync_orm_outside_the_bridge_still_raises(self) -> None:
-        with self.assertRaises(SynchronousOnlyOperation):
+        with pytest.raises(SynchronousOnlyOperation):
             User.objects.count()
 
     def test_rolled_back_between_tests(self) -> None:
         # Sync, in the test thread: whatever other tests wrote is gone.
-        self.assertEqual(
-            sorted(User.objects.values_list("username", flat=True)), ["bound", "from-setup"]
-        )
+        assert sorted(User.objects.values_list("username", flat=True)) == ["bound", "from-setup"]
