@@ -133,11 +133,10 @@ def _django_originals() -> dict[tuple[type, str], Any]:
 _ORIGINALS = _django_originals()
 
 
-@functools.cache
-def unguarded_class(wrapper_class: type[Any]) -> type[Any]:
-    """``wrapper_class`` with Django's own methods, minus the ``@async_unsafe`` guard."""
+def _unguarded_methods(wrapper_class: type[Any], skip: set[str]) -> dict[str, Any]:
+    """Unguarded versions of the guarded methods ``wrapper_class`` resolves to."""
     namespace: dict[str, Any] = {"__module__": __name__}
-    seen: set[str] = set()
+    seen = set(skip)
     for klass in wrapper_class.__mro__:
         for name, value in vars(klass).items():
             if name in seen:
@@ -148,22 +147,18 @@ def unguarded_class(wrapper_class: type[Any]) -> type[Any]:
                 namespace[name] = original
             elif _is_guarded(value):
                 namespace[name] = value.__wrapped__
+    return namespace
+
+
+@functools.cache
+def unguarded_class(wrapper_class: type[Any]) -> type[Any]:
+    """``wrapper_class`` with Django's own methods, minus the ``@async_unsafe`` guard."""
+    namespace = _unguarded_methods(wrapper_class, set())
     return type(f"Unguarded{wrapper_class.__name__}", (wrapper_class,), namespace)
 
 
 @functools.cache
 def bridged_class(wrapper_class: type[Any]) -> type[Any]:
     """The bridged subclass of ``wrapper_class``; see Note [async_unsafe]."""
-    namespace: dict[str, Any] = {"__module__": __name__}
-    seen = set(vars(BridgedWrapperMixin))
-    for klass in wrapper_class.__mro__:
-        for name, value in vars(klass).items():
-            if name in seen:
-                continue
-            seen.add(name)
-            original = _ORIGINALS.get((klass, name))
-            if original is not None:
-                namespace[name] = original
-            elif _is_guarded(value):
-                namespace[name] = value.__wrapped__
+    namespace = _unguarded_methods(wrapper_class, set(vars(BridgedWrapperMixin)))
     return type(f"Bridged{wrapper_class.__name__}", (BridgedWrapperMixin, wrapper_class), namespace)
