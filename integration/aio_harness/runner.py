@@ -183,7 +183,8 @@ def build_report(result: unittest.TestResult) -> dict[str, Any]:
         "skipped": len(result.skipped),
         "expected_failures": len(result.expectedFailures),
         "skip_reasons": dict(skip_reasons.most_common()),
-        # Test methods (not subtests) that started or were skipped.
+        # Test method ids (never subtests'): started ones, and skipped ones
+        # (a test skipped from inside is in both).
         "started": sorted(started),
         "skipped_ids": sorted(skipped),
         "failing": dict(sorted(failing.items())),
