@@ -272,6 +272,62 @@ def show_activity(entry: dict[str, Any], suffix: str) -> None:
         print("   ", " | ".join(str(value) for value in row))
 
 
+STALE_DATABASE = re.compile(r"test_djaio_(?:aio|stock)_(?:default|other)_(\d+)(?:_\d+)?")
+
+
+def drop_stale_databases(entry: dict[str, Any]) -> None:
+    """Drop test databases left by runs of this machine that were killed.
+
+    Their names end in the pid of the run.py that made them; only a local
+    server is cleaned (a pid says nothing about another machine's runs), and
+    never a database still in use.
+    """
+    host = str(entry.get("HOST") or os.environ.get("PGHOST") or "")
+    if host not in ("", "localhost", "127.0.0.1", "::1") and not host.startswith("/"):
+        return
+    in_use = _suffixes_in_use()
+    with _connect(entry) as conn:
+        conn.autocommit = True
+        names = [row[0] for row in conn.execute("SELECT datname FROM pg_database")]
+        for name in names:
+            match = STALE_DATABASE.fullmatch(name)
+            if not match or match[1] in in_use or _alive(int(match[1])):
+                continue
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                note(f"dropped {name}, left by a run that is gone")
+            except Exception as exc:
+                note(f"could not drop {name}: {exc}")
+
+
+def _suffixes_in_use() -> set[str]:
+    """DJANGO_AIO_IT_DB_SUFFIX of every runtests process still on this machine.
+
+    A runtests process whose run.py was killed (before run.py asked the kernel
+    to interrupt it in that case) may still hold its databases.
+    """
+    found = set()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            data = environ.read_bytes()
+        except OSError:
+            continue
+        for item in data.split(b"\0"):
+            if item.startswith(b"DJANGO_AIO_IT_DB_SUFFIX="):
+                found.add(item.partition(b"=")[2].decode())
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def check_server(entry: dict[str, Any]) -> str:
     """Connect once, so a missing server fails here with a clear message."""
     import psycopg
@@ -362,7 +418,9 @@ def run_runtests(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # one process group: runtests and its workers
+            preexec_fn=_interrupt_when_parent_dies,
         )
+        previous = signal.signal(signal.SIGTERM, lambda *_: _stop(proc) or sys.exit(143))
         pump = threading.Thread(target=_pump, args=(proc.stdout, log), daemon=True)
         pump.start()
         try:
@@ -377,8 +435,26 @@ def run_runtests(
         except KeyboardInterrupt:
             _stop(proc)
             raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         pump.join()
     return status
+
+
+def _interrupt_when_parent_dies() -> None:
+    """In the child: get SIGINT if run.py dies, so runtests never runs orphaned.
+
+    runtests.py lives in its own process group (so a timeout can stop its
+    workers too), which also shields it from a signal sent to run.py's group;
+    without this, killing run.py from outside would leave the suite running
+    with nobody reading its output. SIGINT lets runtests drop its databases.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGINT)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -556,6 +632,7 @@ def _run(args: argparse.Namespace) -> int:
 
     entry, source = database_entry()
     server = check_server(entry)
+    drop_stale_databases(entry)
     if not labels or any(label.split(".")[0] == "postgres_tests" for label in labels):
         check_extensions(entry, server)
     apps = aio_apps() if args.engine == "aio" else []
