@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.apps import apps
 from django.db import connections
 from django.db.backends.utils import CursorWrapper
@@ -88,6 +89,13 @@ def loop_thread_only(request: pytest.FixtureRequest) -> Iterator[None]:
     main = threading.get_ident()
     assert log.threads() <= {main}, "ORM work ran in another thread"
     assert log.outside_bridge() == [], "ORM work ran outside the bridge"
+
+
+@pytest.fixture
+async def close_thread_connections() -> AsyncIterator[None]:
+    """Django's thread-based path leaves a connection open in asgiref's thread."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 def pytest_configure(config: pytest.Config) -> None:

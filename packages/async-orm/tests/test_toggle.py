@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from asgiref import sync as asgiref_sync
-from asgiref.sync import sync_to_async
 from django.db import connections
 from django.db.models import query
 from django.db.models.fields import related_descriptors
+from django.dispatch import Signal
 from django.test import override_settings
 from orm_testapp.models import Author
 
 from django_aio.orm import drop_in, drop_in_enabled
 
 from .conftest import SqlLog
-
-
-@pytest.fixture
-async def close_thread_connections() -> AsyncIterator[None]:
-    """Django's thread-based path leaves a connection open in asgiref's thread."""
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.mark.threads_allowed
@@ -52,6 +44,11 @@ def test_disabling_restores_djangos_objects() -> None:
         assert query.sync_to_async is asgiref_sync.sync_to_async
         assert related_descriptors.sync_to_async is asgiref_sync.sync_to_async
         assert query.QuerySet.aiterator.__module__ == "django.db.models.query"
+        assert (
+            Signal.asend.__module__
+            == Signal.asend_robust.__module__
+            == ("django.dispatch.dispatcher")
+        )
         assert related_descriptors.ForwardManyToOneDescriptor.__get__.__module__ == (
             "django.db.models.fields.related_descriptors"
         )
@@ -110,7 +107,11 @@ def _unpatched_orm_modules() -> list[str]:
         module = importlib.import_module(info.name)
         if getattr(module, "sync_to_async", None) is asgiref_sync.sync_to_async:
             unpatched.append(info.name)
-    for name in ("django.contrib.contenttypes.fields", "django.core.paginator"):
+    for name in (
+        "django.contrib.contenttypes.fields",
+        "django.core.paginator",
+        "django.dispatch.dispatcher",
+    ):
         module = importlib.import_module(name)
         if getattr(module, "sync_to_async", None) is asgiref_sync.sync_to_async:
             unpatched.append(name)
@@ -127,6 +128,7 @@ def test_every_django_orm_module_using_sync_to_async_is_patched() -> None:
         "django.db.models.base",
         "django.db.models.fields.related_descriptors",
         "django.db.models.query",
+        "django.dispatch.dispatcher",
     } <= set(found)
 
 

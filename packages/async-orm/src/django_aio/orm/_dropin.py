@@ -21,6 +21,16 @@ session backend and (Django 6+) ``AsyncPaginator`` use ``sync_to_async`` the
 same way for ORM work and are patched too; ``django.contrib.auth``'s async
 methods are not: they hash passwords, CPU work that would stall the loop.
 
+``Signal.asend`` and ``asend_robust`` (``django.dispatch.dispatcher``) run
+the *sync* receivers through ``sync_to_async`` too: in Django's thread, on
+another connection, outside the caller's transaction (``alogin`` sends
+``user_logged_in`` this way, whose receiver updates ``last_login``). Drop-in
+bridges them like the ORM's methods, and runs the whole dispatch in a lending
+window of django_aio.conn (Note [Transactions and child tasks]): Django 5.2
+gathers the sync batch and the ``async def`` receivers as child tasks, and
+Django 6 runs the ``async def`` ones in a task group, so without it a receiver
+inside ``async_atomic()`` would be refused the block's connection.
+
 The descriptors of lazy relations and deferred fields and ``QuerySet._fetch_all``
 are wrapped too, only to reword ``SynchronousOnlyOperation`` (see _guards.py).
 
@@ -38,6 +48,8 @@ from typing import Any
 
 from asgiref import sync as asgiref_sync
 from django.apps import apps
+
+from django_aio.conn.layers import lending
 
 from ._bridge import maybe_bridged
 from ._guards import (
@@ -57,6 +69,7 @@ _SYNC_TO_ASYNC_MODULES = (
     "django.db.models.query",
     "django.db.models.base",
     "django.db.models.fields.related_descriptors",
+    "django.dispatch.dispatcher",
 )
 # Modules of contrib apps (patched when the app is installed) and of Django
 # versions that have them.
@@ -148,6 +161,11 @@ def enable_drop_in() -> None:
         if hasattr(module, "sync_to_async"):
             _patch(module, "sync_to_async", bridged_sync_to_async)
 
+    from django.dispatch import Signal
+
+    for name in ("asend", "asend_robust"):
+        _patch(Signal, name, _lending_dispatch(Signal.__dict__[name]))
+
     _patch(query.BaseIterable, "_async_generator", _async_generator)
     original_aiterator = query.QuerySet.__dict__["aiterator"]
 
@@ -214,6 +232,16 @@ def enable_drop_in() -> None:
             "_fetch_all",
             guard_method(klass.__dict__["_fetch_all"], lambda qs: queryset_message(qs.model)),
         )
+
+
+def _lending_dispatch(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Signal.asend``/``asend_robust`` whose receivers may use the caller's transaction."""
+
+    async def dispatch(self: Any, sender: Any, **named: Any) -> Any:
+        return await lending(original(self, sender, **named))
+
+    functools.update_wrapper(dispatch, original)
+    return dispatch
 
 
 def _relation_error(joinable: bool) -> Callable[[Any, Any], str]:
