@@ -19,16 +19,25 @@ the two apart in every process of the run:
 Modes (the variable's value):
 
 ``1`` (or ``on``)
-    Raise ``LoopThreadViolation`` for off-loop SQL, except when the hop was
-    written in a test itself (``await sync_to_async(f)()`` in Django's tests/
-    folder): such a test deliberately runs sync code in a thread, and that
-    proves nothing about our bridge; and except for hops made by
-    ``django.contrib.auth``, whose async functions drop-in leaves on Django's
-    thread on purpose (they hash passwords). Hops made by the rest of
-    Django's code (the ORM's a* methods, sessions, middleware, ...) or by
-    unknown callers are violations.
+    Raise ``LoopThreadViolation`` for off-loop SQL sent there by the code that
+    drop-in claims to carry on the loop: Django's ORM async API (the modules
+    under ``django/db/``, ``contrib.contenttypes.fields``, the database
+    session backend, the paginator, ``shortcuts``), ``Signal.asend``'s sync
+    receivers inside a transaction, django_aio itself, or an unknown caller.
+    Other hops are Django's own sync-thread design and are only counted, by
+    caller: a test's own ``await sync_to_async(f)()``; sync middleware run by
+    ``MiddlewareMixin.__acall__``, sync views, ``contrib.auth``'s async
+    functions (drop-in leaves them on Django's thread: they hash passwords);
+    and ``Signal.asend``'s sync receivers outside a transaction
+    (``request_finished`` must close that thread's connections).
 ``strict``
     Raise for every off-loop statement.
+
+``DJANGO_AIO_ASSERT_LOOP_THREAD_SCOPE`` (comma-separated test labels, e.g.
+``async,basic.tests``) limits the check to the tests under those labels;
+run.py sets it to the async-related modules for a full-suite run, where sync
+views served through the async test client legitimately run their SQL in
+Django's thread. Off-loop statements of other tests are only counted.
 
 Every violation (raised or not) and every test that issued SQL on the loop
 thread is appended as one JSON line to ``DJANGO_AIO_IT_LOOP_LOG``, so run.py
@@ -49,6 +58,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 ENV = "DJANGO_AIO_ASSERT_LOOP_THREAD"
+SCOPE_ENV = "DJANGO_AIO_ASSERT_LOOP_THREAD_SCOPE"
 LOG_ENV = "DJANGO_AIO_IT_LOOP_LOG"
 
 
@@ -63,8 +73,16 @@ _hop_caller: contextvars.ContextVar[tuple[str, str, int] | None] = contextvars.C
     "django_aio_it_hop_caller", default=None
 )
 _mode = ""
+_scope: tuple[str, ...] = ()
 _current_test = ""
-_counts = {"on_loop": 0, "off_loop": 0, "test_hops": 0, "auth_hops": 0}
+_counts = {
+    "on_loop": 0,
+    "off_loop": 0,
+    "test_hops": 0,
+    "django_hops": 0,
+    "signal_hops": 0,
+    "unchecked": 0,
+}
 _installed = False
 
 
@@ -81,8 +99,19 @@ def _log(record: dict[str, Any]) -> None:
         os.close(fd)
 
 
+# Files whose sync_to_async hops drop-in must replace (relative to django/).
+_ORM_FILES = (
+    "db" + os.sep,
+    os.path.join("contrib", "contenttypes", "fields.py"),
+    os.path.join("contrib", "sessions", "backends", "db.py"),
+    os.path.join("core", "paginator.py"),
+    "shortcuts.py",
+)
+
+
 def _classify(caller: tuple[str, str, int] | None) -> str:
-    """``test`` for a hop written in Django's tests/ folder, else ``django`` or ``unknown``."""
+    """Who sent a statement off the loop: ``orm``, ``signal``, ``test``, ``django`` or
+    ``unknown`` (see the module docstring for which ones are violations)."""
     if caller is None:
         return "unknown"
     filename = os.path.realpath(caller[0])
@@ -92,13 +121,15 @@ def _classify(caller: tuple[str, str, int] | None) -> str:
     import django
 
     django_dir = os.path.realpath(os.path.dirname(django.__file__))
-    if filename.startswith(os.path.join(django_dir, "contrib", "auth") + os.sep):
-        # django_aio.orm's drop-in leaves contrib.auth's async functions on
-        # Django's thread on purpose: they hash passwords, CPU work that would
-        # stall the loop. See packages/async-orm/README.md.
-        return "auth"
+    if caller[1].startswith("receivers_sync_to_async.") or filename == os.path.join(
+        django_dir, "dispatch", "dispatcher.py"
+    ):
+        # Signal.asend's sync receivers: drop-in bridges them only inside a
+        # transaction (django_aio.orm's receivers_sync_to_async).
+        return "signal"
     if filename.startswith(django_dir + os.sep):
-        return "django"
+        inner = filename[len(django_dir) + 1 :]
+        return "orm" if inner.startswith(_ORM_FILES) else "django"
     return "unknown"
 
 
@@ -113,6 +144,22 @@ def _where(caller: tuple[str, str, int] | None) -> str:
     return f"{qualname} ({filename}:{line})"
 
 
+def _in_transaction() -> bool:
+    """Whether the hop left an open django_aio transaction behind (then it is a violation)."""
+    try:
+        from django_aio.conn.layers import lending_var
+    except ImportError:
+        return False
+    window = lending_var.get()
+    return window is not None and window.active
+
+
+def _in_scope(test_id: str) -> bool:
+    if not _scope:
+        return True
+    return any(test_id == label or test_id.startswith(label + ".") for label in _scope)
+
+
 def check_statement(sql: object) -> None:
     """Called before every statement; raises if it runs off the loop thread."""
     if not _running_loops:
@@ -121,14 +168,17 @@ def check_statement(sql: object) -> None:
     if thread in _running_loops:
         _counts["on_loop"] += 1
         return
+    if not _in_scope(_current_test):
+        _counts["unchecked"] += 1
+        return
     caller = _hop_caller.get()
     kind = _classify(caller)
-    if kind == "test" and _mode != "strict":
-        _counts["test_hops"] += 1
-        return
-    if kind == "auth" and _mode != "strict":
-        _counts["auth_hops"] += 1
-        return
+    if _mode != "strict":
+        allowed = kind in ("test", "django") or (kind == "signal" and not _in_transaction())
+        if allowed:
+            _counts[f"{kind}_hops"] += 1
+            _log({"event": "allowed", "test": _current_test, "caller": _where(caller)})
+            return
     _counts["off_loop"] += 1
     statement = " ".join(str(sql).split())[:160]
     message = (
@@ -219,10 +269,11 @@ def _wrap_test_run() -> None:
     unittest.TestCase.run = run  # type: ignore[method-assign]
 
 
-def install(mode: str) -> None:
+def install(mode: str, scope: str = "") -> None:
     """Install the check in this process (forked test workers inherit it)."""
-    global _installed, _mode
+    global _installed, _mode, _scope
     _mode = "strict" if mode.strip().lower() == "strict" else "on"
+    _scope = tuple(label.strip() for label in scope.split(",") if label.strip())
     if _installed:
         return
     _installed = True
@@ -237,5 +288,5 @@ def install_from_environment() -> bool:
     value = os.environ.get(ENV, "").strip().lower()
     if value in ("", "0", "off", "false", "no"):
         return False
-    install(value)
+    install(value, os.environ.get(SCOPE_ENV, ""))
     return True

@@ -5,6 +5,7 @@ run.py passes ``aio_harness.selftest`` to runtests.py as a test label
 with ``expected.EXPECTED``.
 """
 
+import os
 import unittest
 
 from django.contrib.auth.models import User
@@ -61,6 +62,19 @@ class Outcomes(SimpleTestCase):
     @unittest.expectedFailure
     def test_7_unexpected_success(self):
         pass
+
+    def test_8_flaky(self):
+        # Fails the first time in a run.py invocation, passes when rerun.
+        # Beside the report (runtests.py gives each run its own TMPDIR).
+        marker = os.path.join(
+            os.path.dirname(os.environ["DJANGO_AIO_IT_REPORT"]),
+            f"selftest-flaky-{os.environ['DJANGO_AIO_IT_DB_SUFFIX']}",
+        )
+        if os.path.exists(marker):
+            os.unlink(marker)
+            return
+        open(marker, "w").close()
+        self.fail("fails the first time on purpose")
 
 
 class Database(TestCase):

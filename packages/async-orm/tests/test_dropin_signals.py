@@ -1,5 +1,6 @@
-"""``Signal.asend`` / ``asend_robust`` in drop-in mode: sync receivers on the loop,
-every receiver inside the caller's transaction."""
+"""``Signal.asend`` / ``asend_robust`` in drop-in mode: inside a transaction every
+receiver uses its connection (sync ones in the bridge); outside one, sync
+receivers keep Django's thread."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from orm_testapp.models import Author
 
 from django_aio.atomic import async_atomic
 from django_aio.orm import drop_in
-
-from .conftest import SqlLog
 
 happened = Signal()
 
@@ -48,11 +47,20 @@ async def names() -> list[str]:
     return sorted([a.name async for a in Author.objects.all()])
 
 
-async def test_sync_receivers_run_on_the_loop_thread(threads: list[int]) -> None:
+@pytest.mark.threads_allowed
+@pytest.mark.aio_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_outside_a_transaction_sync_receivers_keep_djangos_thread(
+    threads: list[int],
+) -> None:
+    # As in Django: request_finished's receiver must close *that* thread's
+    # connections, and a sync receiver may block.
     responses = await happened.asend(sender=None, name="a")
     assert sorted(r for _, r in responses) == ["async", "sync"]
-    assert threads == [threading.get_ident()]
+    assert len(threads) == 1
+    assert threads[0] != threading.get_ident()
     assert await names() == ["async a", "sync a"]
+    await Author.objects.all().adelete()
 
 
 async def test_receivers_roll_back_with_the_block(threads: list[int]) -> None:
@@ -62,6 +70,7 @@ async def test_receivers_roll_back_with_the_block(threads: list[int]) -> None:
             await happened.asend(sender=None, name="inside")
             assert await names() == ["async inside", "before", "sync inside"]
             1 / 0  # noqa: B018
+    assert threads == [threading.get_ident()]
     assert await names() == ["before"]
 
 
@@ -110,12 +119,16 @@ async def test_a_failing_sync_receiver_propagates(threads: list[int]) -> None:
 @pytest.mark.threads_allowed
 @pytest.mark.aio_db(transaction=True)
 @pytest.mark.usefixtures("close_thread_connections")
-async def test_without_drop_in_sync_receivers_run_in_a_thread(
-    threads: list[int], sql_log: SqlLog
+async def test_without_drop_in_a_sync_receivers_write_escapes_the_rollback(
+    threads: list[int],
 ) -> None:
-    with drop_in(False):
-        await happened.asend(sender=None, name="t")
+    # What drop-in fixes: Django's thread uses another connection.
+    with drop_in(False), pytest.raises(ZeroDivisionError):
+        async with async_atomic():
+            await happened.asend(sender=None, name="t")
+            1 / 0  # noqa: B018
     assert threads
     assert threads[0] != threading.get_ident()
+    # (the async receiver too: its acreate() hops to the same thread)
     assert await names() == ["async t", "sync t"]
     await Author.objects.all().adelete()

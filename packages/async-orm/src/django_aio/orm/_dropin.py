@@ -22,14 +22,17 @@ same way for ORM work and are patched too; ``django.contrib.auth``'s async
 methods are not: they hash passwords, CPU work that would stall the loop.
 
 ``Signal.asend`` and ``asend_robust`` (``django.dispatch.dispatcher``) run
-the *sync* receivers through ``sync_to_async`` too: in Django's thread, on
-another connection, outside the caller's transaction (``alogin`` sends
-``user_logged_in`` this way, whose receiver updates ``last_login``). Drop-in
-bridges them like the ORM's methods, and runs the whole dispatch in a lending
-window of django_aio.conn (Note [Transactions and child tasks]): Django 5.2
-gathers the sync batch and the ``async def`` receivers as child tasks, and
-Django 6 runs the ``async def`` ones in a task group, so without it a receiver
-inside ``async_atomic()`` would be refused the block's connection.
+the *sync* receivers through ``sync_to_async`` too, in Django's sync thread.
+That thread is right for most of them (``request_started`` and
+``request_finished`` must close *that thread's* connections, and a receiver may
+block), but inside a transaction it is a different connection: the receiver's
+writes would commit even if the block rolls back. So drop-in runs each
+dispatch in a lending window of django_aio.conn (Note [Transactions and child
+tasks]), which exists only while the calling task has a transaction open, and
+sends the sync receivers to the bridge when there is one, to Django's thread
+otherwise. The window also lets the ``async def`` receivers use the block's
+connection: Django 5.2 gathers them (and the sync batch) as child tasks, and
+Django 6 runs them in a task group.
 
 The descriptors of lazy relations and deferred fields and ``QuerySet._fetch_all``
 are wrapped too, only to reword ``SynchronousOnlyOperation`` (see _guards.py).
@@ -49,7 +52,8 @@ from typing import Any
 from asgiref import sync as asgiref_sync
 from django.apps import apps
 
-from django_aio.conn.layers import lending
+from django_aio.conn import run_sync
+from django_aio.conn.layers import lending, lending_var
 
 from ._bridge import maybe_bridged
 from ._guards import (
@@ -69,7 +73,6 @@ _SYNC_TO_ASYNC_MODULES = (
     "django.db.models.query",
     "django.db.models.base",
     "django.db.models.fields.related_descriptors",
-    "django.dispatch.dispatcher",
 )
 # Modules of contrib apps (patched when the app is installed) and of Django
 # versions that have them.
@@ -101,6 +104,35 @@ def bridged_sync_to_async(
         )
 
     return maybe_bridged(func, fallback)
+
+
+def receivers_sync_to_async(
+    func: Callable[..., Any] | None = None,
+    *,
+    thread_sensitive: bool = True,
+    executor: Any = None,
+) -> Any:
+    """Stands in for ``sync_to_async`` in ``django.dispatch.dispatcher``.
+
+    Sync receivers dispatched inside the caller's transaction run in the
+    bridge, on its connection; anywhere else in Django's thread, as without
+    drop-in (Note [How drop-in patches Django]).
+    """
+    if func is None:
+        return functools.partial(
+            receivers_sync_to_async, thread_sensitive=thread_sensitive, executor=executor
+        )
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        window = lending_var.get()
+        if window is not None and window.active:
+            return await run_sync(func, *args, **kwargs)
+        threaded = asgiref_sync.sync_to_async(
+            func, thread_sensitive=thread_sensitive, executor=executor
+        )
+        return await threaded(*args, **kwargs)
+
+    return call
 
 
 def _async_generator(self: Any) -> Any:
@@ -161,8 +193,9 @@ def enable_drop_in() -> None:
         if hasattr(module, "sync_to_async"):
             _patch(module, "sync_to_async", bridged_sync_to_async)
 
-    from django.dispatch import Signal
+    from django.dispatch import Signal, dispatcher
 
+    _patch(dispatcher, "sync_to_async", receivers_sync_to_async)
     for name in ("asend", "asend_robust"):
         _patch(Signal, name, _lending_dispatch(Signal.__dict__[name]))
 
