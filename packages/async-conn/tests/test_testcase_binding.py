@@ -5,9 +5,14 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import SynchronousOnlyOperation
-from django.test import TestCase
+from django.db import connections
+from django.test import SimpleTestCase, TestCase
 
 from django_aio.conn import run_sync
+
+
+class DisallowsDefault(SimpleTestCase):
+    databases = {"other"}
 
 
 class TestCaseBindingTests(TestCase):
@@ -35,3 +40,20 @@ class TestCaseBindingTests(TestCase):
     def test_rolled_back_between_tests(self) -> None:
         # Sync, in the test thread: whatever other tests wrote is gone.
         assert sorted(User.objects.values_list("username", flat=True)) == ["bound", "from-setup"]
+
+
+class AfterATestClassThatDisallowedDefault(TestCase):
+    def setUp(self) -> None:
+        # What a test class that does not use "default" leaves on its
+        # connection when it ends (SimpleTestCase._remove_databases_failures).
+        DisallowsDefault._add_databases_failures()
+        DisallowsDefault._remove_databases_failures()
+        assert "cursor" in vars(connections["default"])
+        User.objects.create(username="sync")
+
+    async def test_the_restored_methods_do_not_guard_the_bridge(self) -> None:
+        assert await run_sync(User.objects.count) == 1
+
+    async def test_outside_the_bridge_the_guard_stays(self) -> None:
+        with pytest.raises(SynchronousOnlyOperation):
+            User.objects.count()

@@ -28,7 +28,7 @@ from typing import Any, cast
 from django.db import connections
 from django.db.utils import load_backend
 
-from ._wrapper import unguarded_class
+from ._wrapper import is_guarded, unguarded_class
 
 __all__ = ["BoundLease", "bound_lease", "install_testcase_binding"]
 
@@ -47,11 +47,34 @@ class BoundLease:
 
     async def borrow(self) -> None:
         await self.lock.acquire()
+        _drop_restored_guards(self.wrapper, self._class)
         self.wrapper.__class__ = unguarded_class(cast(Hashable, self._class))
 
     def give_back(self) -> None:
         self.wrapper.__class__ = self._class
         self.lock.release()
+
+
+def _drop_restored_guards(wrapper: Any, wrapper_class: type[Any]) -> None:
+    """Forget instance attributes that only repeat the class's guarded methods.
+
+    A test class that does not declare an alias in ``databases`` replaces the
+    connection's ``cursor``/``connect``/... with failing stand-ins, and puts
+    the *bound* original methods back as instance attributes when it ends
+    (``SimpleTestCase._remove_databases_failures``). Those would shadow the
+    unguarded class for the rest of the process. Removing them changes
+    nothing for sync code: the class gives the very same method. A failing
+    stand-in (the alias is disallowed right now) is kept.
+    """
+    for name, value in list(vars(wrapper).items()):
+        function = getattr(value, "__func__", None)
+        if (
+            function is not None
+            and getattr(value, "__self__", None) is wrapper
+            and function is getattr(wrapper_class, name, None)
+            and is_guarded(function)
+        ):
+            del wrapper.__dict__[name]
 
 
 _bound: dict[str, BoundLease] = {}

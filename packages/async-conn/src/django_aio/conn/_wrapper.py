@@ -33,7 +33,7 @@ from ._facade import AsyncServerSideClientCursor, SyncConnection, SyncCursor
 if TYPE_CHECKING:
     from ._pool import Lease
 
-__all__ = ["bridged_class", "unguarded_class"]
+__all__ = ["bridged_class", "is_guarded", "unguarded_class"]
 
 _GUARD_CODE = async_unsafe(lambda: None).__code__
 _TIMESTAMPTZ_OID = pg_types["timestamptz"].oid
@@ -114,7 +114,8 @@ class BridgedWrapperMixin:
         )
 
 
-def _is_guarded(value: object) -> bool:
+def is_guarded(value: object) -> bool:
+    """Whether ``value`` is a function wrapped by Django's ``@async_unsafe``."""
     return isinstance(value, types.FunctionType) and value.__code__ is _GUARD_CODE
 
 
@@ -125,7 +126,7 @@ def _django_originals() -> dict[tuple[type, str], Any]:
     originals: dict[tuple[type, str], Any] = {}
     for klass in postgresql.DatabaseWrapper.__mro__:
         for name, value in vars(klass).items():
-            if _is_guarded(value):
+            if is_guarded(value):
                 originals[klass, name] = value.__wrapped__
     return originals
 
@@ -145,7 +146,7 @@ def _unguarded_methods(wrapper_class: type[Any], skip: set[str]) -> dict[str, An
             original = _ORIGINALS.get((klass, name))
             if original is not None:
                 namespace[name] = original
-            elif _is_guarded(value):
+            elif is_guarded(value):
                 namespace[name] = value.__wrapped__
     return namespace
 
