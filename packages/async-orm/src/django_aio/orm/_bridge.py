@@ -78,16 +78,19 @@ async def run(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
 
 
 def maybe_bridged(
-    fn: Callable[..., T], fallback: Callable[[], Callable[..., Awaitable[T]]]
+    fn: Callable[..., T],
+    fallback: Callable[[], Callable[..., Awaitable[T]]],
+    when: Callable[[], bool] | None = None,
 ) -> Callable[..., Awaitable[T]]:
-    """An async callable running ``fn`` in the bridge when its alias allows it.
+    """An async callable running ``fn`` in the bridge when its alias allows it
+    (or, given ``when``, when ``when()`` says so at call time).
 
     ``fallback()`` builds the non-bridged async callable (Django's
     ``sync_to_async``) only when needed.
     """
 
     async def call(*args: Any, **kwargs: Any) -> T:
-        if _bridges(fn, args):
+        if _bridges(fn, args) if when is None else when():
             return await run_sync(fn, *args, **kwargs)
         return await fallback()(*args, **kwargs)
 
