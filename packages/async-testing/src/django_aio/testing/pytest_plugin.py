@@ -202,21 +202,11 @@ def aio_transactional_db(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue(name)
 
 
-async def _rollback_database(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    from ._session import RollbackDatabase
+async def _database(request: pytest.FixtureRequest, *, transactional: bool) -> AsyncIterator[Any]:
+    from ._session import RollbackDatabase, TransactionalDatabase
 
     _, databases = _marker_args(request)
-    db = RollbackDatabase(databases)
-    await db.begin()
-    yield db
-    await db.end()
-
-
-async def _transactional_database(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    from ._session import TransactionalDatabase
-
-    _, databases = _marker_args(request)
-    db = TransactionalDatabase(databases)
+    db = (TransactionalDatabase if transactional else RollbackDatabase)(databases)
     await db.begin()
     yield db
     await db.end()
@@ -225,13 +215,13 @@ async def _transactional_database(request: pytest.FixtureRequest) -> AsyncIterat
 # anyio's plugin runs plain async fixtures of tests that use ``anyio_backend``.
 @pytest.fixture
 async def _aio_db_anyio(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    async for db in _rollback_database(request):
+    async for db in _database(request, transactional=False):
         yield db
 
 
 @pytest.fixture
 async def _aio_transactional_db_anyio(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    async for db in _transactional_database(request):
+    async for db in _database(request, transactional=True):
         yield db
 
 
@@ -244,12 +234,12 @@ else:
 
     @pytest_asyncio.fixture
     async def _aio_db_asyncio(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-        async for db in _rollback_database(request):
+        async for db in _database(request, transactional=False):
             yield db
 
     @pytest_asyncio.fixture
     async def _aio_transactional_db_asyncio(
         request: pytest.FixtureRequest,
     ) -> AsyncIterator[Any]:
-        async for db in _transactional_database(request):
+        async for db in _database(request, transactional=True):
             yield db
