@@ -78,19 +78,16 @@ async def run(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
 
 
 def maybe_bridged(
-    fn: Callable[..., T],
-    fallback: Callable[[], Callable[..., Awaitable[T]]],
-    when: Callable[[], bool] | None = None,
+    fn: Callable[..., T], fallback: Callable[[], Callable[..., Awaitable[T]]]
 ) -> Callable[..., Awaitable[T]]:
-    """An async callable running ``fn`` in the bridge when its alias allows it
-    (or, given ``when``, when ``when()`` says so at call time).
+    """An async callable running ``fn`` in the bridge when its alias allows it.
 
     ``fallback()`` builds the non-bridged async callable (Django's
     ``sync_to_async``) only when needed.
     """
 
     async def call(*args: Any, **kwargs: Any) -> T:
-        if _bridges(fn, args) if when is None else when():
+        if _bridges(fn, args):
             return await run_sync(fn, *args, **kwargs)
         return await fallback()(*args, **kwargs)
 

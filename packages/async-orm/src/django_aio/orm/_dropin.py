@@ -52,6 +52,7 @@ from typing import Any
 from asgiref import sync as asgiref_sync
 from django.apps import apps
 
+from django_aio.conn import run_sync
 from django_aio.conn.layers import lending, lending_var
 
 from ._bridge import maybe_bridged
@@ -96,7 +97,13 @@ def bridged_sync_to_async(
         return functools.partial(
             bridged_sync_to_async, thread_sensitive=thread_sensitive, executor=executor
         )
-    return maybe_bridged(func, _threaded(func, thread_sensitive, executor))
+
+    def fallback() -> Callable[..., Any]:
+        return asgiref_sync.sync_to_async(
+            func, thread_sensitive=thread_sensitive, executor=executor
+        )
+
+    return maybe_bridged(func, fallback)
 
 
 def receivers_sync_to_async(
@@ -115,22 +122,17 @@ def receivers_sync_to_async(
         return functools.partial(
             receivers_sync_to_async, thread_sensitive=thread_sensitive, executor=executor
         )
-    return maybe_bridged(func, _threaded(func, thread_sensitive, executor), when=_transaction_lent)
 
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        window = lending_var.get()
+        if window is not None and window.active:
+            return await run_sync(func, *args, **kwargs)
+        threaded = asgiref_sync.sync_to_async(
+            func, thread_sensitive=thread_sensitive, executor=executor
+        )
+        return await threaded(*args, **kwargs)
 
-def _threaded(
-    func: Callable[..., Any], thread_sensitive: bool, executor: Any
-) -> Callable[[], Callable[..., Any]]:
-    """Builds asgiref's own ``sync_to_async(func)``, for calls that keep the thread."""
-    return lambda: asgiref_sync.sync_to_async(
-        func, thread_sensitive=thread_sensitive, executor=executor
-    )
-
-
-def _transaction_lent() -> bool:
-    """Whether the caller's transaction is lent (an ``asend`` inside one)."""
-    window = lending_var.get()
-    return window is not None and bool(window.active)
+    return call
 
 
 def _async_generator(self: Any) -> Any:
