@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from django.db import connections, transaction
 from django.dispatch import Signal
 
 from django_aio.conn import ConnectionOwnedByAnotherTask, async_connections, run_sync
+
+from .conftest import backend_pid
 
 pytestmark = pytest.mark.usefixtures("scratch_table")
 
@@ -146,25 +153,54 @@ async def test_async_receivers_run_inside_the_senders_transaction() -> None:
 async def test_a_task_ending_with_a_held_connection_gives_it_back(
     database_options: dict[str, object], caplog: pytest.LogCaptureFixture
 ) -> None:
-    import logging
-
     database_options["pool"] = {"min_size": 1, "max_size": 1, "timeout": 2.0}
+    pids: list[int] = []
 
     async def leaky() -> None:
+        pids.append(await backend_pid())
         await async_connections["default"].hold()
+
+    try:
+        with caplog.at_level(logging.DEBUG, logger="django_aio.conn"):
+            await asyncio.create_task(leaky(), name="leaky")
+            # The pool has one connection: without the safety net this would time out.
+            assert await run_sync(_count) == 0
+            pids.append(await backend_pid())
+    finally:
+        await async_connections.close_pools()
+    assert pids[0] == pids[1]  # returned clean, not closed and replaced
+    [record] = [r for r in caplog.records if "leaky" in r.getMessage()]
+    assert record.levelno == logging.DEBUG
+    assert record.getMessage() == (
+        "task 'leaky' ended holding a connection to database 'default'; it was returned to the pool"
+    )
+
+
+async def test_a_task_ending_inside_a_transaction_has_its_connection_closed(
+    database_options: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    database_options["pool"] = {"min_size": 1, "max_size": 1, "timeout": 2.0}
+    pids: list[int] = []
+
+    async def leaky() -> None:
+        pids.append(await backend_pid())
+        lease = await async_connections["default"].hold()
+        await run_sync(lease.wrapper.set_autocommit, False)
+        await run_sync(_insert, 1)
 
     try:
         with caplog.at_level(logging.WARNING, logger="django_aio.conn"):
             await asyncio.create_task(leaky(), name="leaky")
-            await asyncio.sleep(0.05)
-        # The pool has one connection: without the safety net this would time out.
-        assert await run_sync(_count) == 0
+            assert await run_sync(_count) == 0  # nothing of it committed
+            pids.append(await backend_pid())
     finally:
         await async_connections.close_pools()
-    assert (
-        "task 'leaky' ended while holding a connection to database 'default'; it was "
-        "closed instead of returned to the pool." in caplog.text
-    )
+    assert pids[0] != pids[1]
+    assert [r.getMessage() for r in caplog.records if r.name == "django_aio.conn"] == [
+        "task 'leaky' ended while holding a connection to database 'default' in a "
+        "transaction or with unfinished work; it was closed instead of returned to the "
+        "pool. Leave every cursor or transaction block before the task ends."
+    ]
 
 
 async def test_work_after_an_async_receiver_stays_in_the_pinned_transaction() -> None:
@@ -187,3 +223,104 @@ async def test_work_after_an_async_receiver_stays_in_the_pinned_transaction() ->
     finally:
         signal.disconnect(receiver)
     assert await run_sync(_count) == 0
+
+
+@pytest.fixture
+async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
+    """Every error the running loop's exception handler receives during the test."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        yield errors
+    finally:
+        loop.set_exception_handler(previous)
+
+
+async def _settle() -> None:
+    # Abandoned async generators are finalized in tasks the loop starts later.
+    for _ in range(10):
+        gc.collect()
+        await asyncio.sleep(0.01)
+
+
+async def test_a_cursor_block_abandoned_in_a_generator_gives_the_connection_back(
+    database_options: dict[str, object],
+    caplog: pytest.LogCaptureFixture,
+    loop_errors: list[dict[str, Any]],
+) -> None:
+    database_options["pool"] = {"min_size": 1, "max_size": 1, "timeout": 2.0}
+
+    async def rows() -> AsyncIterator[int]:
+        async with async_connections["default"].cursor() as cursor:
+            await cursor.execute("SELECT pg_backend_pid() FROM generate_series(1, 3)")
+            for (pid,) in await cursor.fetchall():
+                yield int(pid)
+
+    async def view() -> int:
+        async for pid in rows():
+            return pid  # leaves the generator open; the task then ends
+        raise AssertionError("no rows")
+
+    try:
+        with caplog.at_level(logging.DEBUG, logger="django_aio.conn"):
+            first = await asyncio.create_task(view(), name="view")
+            await _settle()
+            assert await backend_pid() == first  # the one connection came back clean
+    finally:
+        await async_connections.close_pools()
+    assert loop_errors == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_generator_finalized_while_its_task_goes_on_shares_the_connection(
+    database_options: dict[str, object], loop_errors: list[dict[str, Any]]
+) -> None:
+    database_options["pool"] = {"min_size": 1, "max_size": 1, "timeout": 2.0}
+
+    async def rows() -> AsyncIterator[int]:
+        async with async_connections["default"].cursor() as cursor:
+            await cursor.execute("SELECT generate_series(1, 3)")
+            for (n,) in await cursor.fetchall():
+                yield int(n)
+
+    try:
+        async for _ in rows():
+            break
+        await _settle()
+        await run_sync(_insert, 5)  # the task goes on; nothing was left held
+        assert await run_sync(_count) == 1
+        assert async_connections["default"].lease is None
+    finally:
+        await async_connections.close_pools()
+    assert loop_errors == []
+
+
+async def test_a_dropped_pending_task_releases_its_connection(
+    database_options: dict[str, object], loop_errors: list[dict[str, Any]]
+) -> None:
+    database_options["pool"] = {"min_size": 1, "max_size": 1, "timeout": 2.0}
+    started = asyncio.Event()
+
+    async def stuck() -> None:
+        async with async_connections["default"].cursor() as cursor:
+            await cursor.execute("SELECT 1")
+            started.set()
+            await asyncio.get_running_loop().create_future()  # never resolved
+
+    task = asyncio.create_task(stuck(), name="stuck")
+    await started.wait()
+    dropped = weakref.ref(task)
+    del task
+    try:
+        for _ in range(5):
+            gc.collect()
+            await asyncio.sleep(0.01)
+        assert dropped() is None  # nothing of django_aio keeps the task alive
+        # The pool's only connection was closed and replaced: this would time out.
+        assert await run_sync(_count) == 0
+    finally:
+        await async_connections.close_pools()
+    # asyncio itself reports the destroyed pending task; nothing else may.
+    assert [c["message"] for c in loop_errors] == ["Task was destroyed but it is pending!"]

@@ -15,22 +15,25 @@ Note [Uncancellable exit]
 The exit (commit or rollback, then the after-commit callbacks) must finish
 even if the task is cancelled again meanwhile: anyio-style cancel scopes
 cancel on every await, and a rollback interrupted half-way would leave
-Django's state and the server disagreeing. So the exit runs in a child task
-that borrows the owner's connection (the lending of django_aio.conn, Note
-[Transactions and child tasks]) and is shielded; the owner waits for it to
-finish and only then re-raises the cancellation. A cancelled block therefore
-always rolls back, and its connection goes back to the pool clean.
+Django's state and the server disagreeing. So the exit runs shielded on the
+connection the block pinned (``AsyncConnection.run_held(..., shield=True)``):
+a cancellation that arrives during COMMIT or ROLLBACK waits for it to finish
+and is raised afterwards. A cancelled block therefore always rolls back, a
+block cancelled during its COMMIT is committed (and the task still sees the
+cancellation), and the connection goes back to the pool clean.
 
-A block opened by a task that itself runs on a lent connection (an ``async
-def`` signal receiver inside the sender's transaction) exits in that task,
-without the shield: lent connections cannot be lent on.
+The exit names the connection captured on entry, not the current task's: a
+block inside an abandoned async generator is left by the loop's finalizer
+in a task of its own (Note [Task end] in django_aio.conn).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import Token
@@ -41,7 +44,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.transaction import Atomic, TransactionManagementError
 
 from django_aio.conn import AsyncConnection, async_connections, run_sync
-from django_aio.conn.layers import lending, lending_var
+from django_aio.conn.layers import lending_var
 
 from ._callbacks import Callback
 from ._state import current_wrapper
@@ -60,7 +63,7 @@ R = TypeVar("R")
 
 
 class _Entry:
-    __slots__ = ("atomic", "connection", "lending_token", "pinned")
+    __slots__ = ("atomic", "connection", "lending_token", "pinned", "tenure")
 
     def __init__(
         self,
@@ -70,6 +73,7 @@ class _Entry:
         lending_token: Token[Any] | None,
     ) -> None:
         self.connection = connection
+        self.tenure = connection.tenure
         self.pinned = pinned
         self.atomic = atomic
         self.lending_token = lending_token
@@ -86,7 +90,10 @@ class AsyncAtomic:
         self.using = DEFAULT_DB_ALIAS if using is None else using
         self.savepoint = savepoint
         self.durable = durable
-        self._open: dict[asyncio.Task[Any], list[_Entry]] = {}
+        # Weak keys: an open block must not keep its task alive.
+        self._open: weakref.WeakKeyDictionary[asyncio.Task[Any], list[_Entry]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         return (
@@ -136,84 +143,45 @@ class AsyncAtomic:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        stack = self._open[task]
-        entry = stack.pop()
-        if not stack:
-            del self._open[task]
+        entry = self._pop_entry()
         try:
             if entry.lending_token is not None:
-                lending_var.reset(entry.lending_token)
-            if _borrowed(entry.connection):
-                # A task running on a connection lent by a blocked owner (an
-                # async signal receiver) cannot lend it on: exit here, unshielded.
-                await run_sync(entry.atomic.__exit__, exc_type, exc, tb)
-            else:
-                # lending() must run in the owner task: it lends the owner's leases.
-                await lending(_exit_in_child(entry.atomic, exc_type, exc, tb))
+                # Fails when left from another task, whose context never had it.
+                with contextlib.suppress(ValueError, RuntimeError):
+                    lending_var.reset(entry.lending_token)
+            # Note [Uncancellable exit]
+            await entry.connection.run_held(
+                entry.tenure, entry.atomic.__exit__, exc_type, exc, tb, shield=True
+            )
         finally:
             await entry.pinned.__aexit__(None, None, None)
+
+    def _pop_entry(self) -> _Entry:
+        task = asyncio.current_task()
+        assert task is not None
+        key: asyncio.Task[Any] | None = task
+        stack = self._open.get(task)
+        if stack is None:
+            # Left from another task: the loop finalizing an abandoned async
+            # generator (Note [Uncancellable exit]). A fresh async_atomic()
+            # per block has one owner; a shared one is ambiguous.
+            owners = list(self._open.items())
+            if len(owners) != 1:
+                raise RuntimeError(
+                    f"{self!r} was exited in task {task.get_name()!r}, which did not "
+                    f"enter it, and {len(owners)} tasks have it open; use a new "
+                    f"async_atomic() for each block."
+                )
+            key, stack = owners[0]
+        entry = stack.pop()
+        if not stack and key is not None:
+            del self._open[key]
+        return entry
 
 
 def _borrowed(connection: AsyncConnection) -> bool:
     """Whether ``connection`` runs on a connection lent by its owner task (django_aio.conn)."""
     return connection.borrowed
-
-
-async def _exit_in_child(
-    atomic: Atomic,
-    exc_type: type[BaseException] | None,
-    exc: BaseException | None,
-    tb: TracebackType | None,
-) -> None:
-    # Created inside lending(): the child borrows the owner's connection
-    # (Note [Uncancellable exit]).
-    child = asyncio.create_task(
-        _exit_body(atomic, exc_type, exc, tb), name="django_aio.atomic exit"
-    )
-    await _uncancellable(child)
-
-
-async def _exit_body(
-    atomic: Atomic,
-    exc_type: type[BaseException] | None,
-    exc: BaseException | None,
-    tb: TracebackType | None,
-) -> None:
-    # Borrow every connection the owner lends, then close the window for the
-    # tasks this one creates (an async after-commit callback's gather): they
-    # would wait for our borrowed connections while we wait for them. They
-    # are refused instead, as they would be in the owner task.
-    window = lending_var.get()
-    held: list[AsyncConnection] = []
-    try:
-        if window is not None:
-            for alias in window.leases:
-                connection = async_connections[alias]
-                await connection.hold()
-                held.append(connection)
-            lending_var.set(None)
-        await run_sync(atomic.__exit__, exc_type, exc, tb)
-    finally:
-        for connection in reversed(held):
-            await connection.unhold()
-
-
-async def _uncancellable(future: asyncio.Future[None]) -> None:
-    """Wait for ``future`` to finish, then re-raise any cancellation received meanwhile."""
-    cancelled = False
-    while True:
-        try:
-            await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if future.done():
-                raise
-            cancelled = True
-            continue
-        break
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 @overload

@@ -1,22 +1,48 @@
-"""The async connection of one task for one alias."""
+"""The async connection of one task for one alias.
+
+Note [Task end]
+~~~~~~~~~~~~~~~
+A connection has one owner at a time (a task's ``AsyncConnection``) and one
+way back to the pool: the last ``unhold()``, which returns it when clean and
+closes it otherwise (Note [Clean returns] in _pool.py). Every way a holding
+block can end leads there, once:
+
+- normal exit, an exception, a cancellation: the block's own ``finally``;
+- an async generator abandoned inside a block (``break`` out of
+  ``aiterator()``): the loop finalizes it later in a *new* task. Blocks
+  therefore exit on the connection they captured on entry (``unhold(tenure)``,
+  ``run_held()``), never through the current task's connections;
+- the owner task ended with holds left: its scope's done callback waits two
+  loop iterations (the finalizer tasks of the generators it dropped start
+  then and give the connection back themselves), then gives back what is
+  still held, through the same release;
+- the owner task was garbage-collected while pending (nothing referenced it
+  any more): a ``weakref.finalize`` on the task closes what it held.
+
+``tenure`` tells a late exit that the connection was already given back (it
+then touches nothing), so no release runs twice and none runs on a
+connection that meanwhile went to another task. Ownership records never keep
+a task alive: scopes refer to their task weakly.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import inspect
 import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.transaction import TransactionManagementError
 
-from ._greenlet import await_, start
+from ._greenlet import await_, drive, start, uncancellable
 from ._pool import pool_for
-from ._scope import find_borrowable, pop_pin, push_pin
+from ._scope import act_for, find_borrowable, pop_pin, push_pin
 from ._testcase import BoundLease, bound_lease
 
 if TYPE_CHECKING:
@@ -26,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncConnection"]
 
+T = TypeVar("T")
 ExecuteWrapper = Callable[..., Any]
 logger = logging.getLogger("django_aio.conn")
 # Strong references to fire-and-forget tasks (the loop keeps only weak ones).
@@ -47,17 +74,22 @@ class AsyncConnection:
         self.lease: Lease | None = None
         self._holds = 0
         self._borrowed = False
+        # Identifies one stretch of holding (first hold() to last unhold());
+        # see Note [Task end].
+        self._tenure: object | None = None
+        # Units running on the held lease through run_held() (any task).
+        self._active = 0
+        self._orphaned = False
         queries_limit = 9000
         self.queries_log: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=queries_limit
         )
         self.execute_wrappers: list[ExecuteWrapper] = []
         self._force_debug_cursor = False
-        self._watching_task = False
 
     def __repr__(self) -> str:
         state = "held" if self.lease is not None else "idle"
-        return f"<AsyncConnection alias={self.alias!r} task={self.scope.task.get_name()!r} {state}>"
+        return f"<AsyncConnection alias={self.alias!r} task={self.scope.name!r} {state}>"
 
     @property
     def settings_dict(self) -> dict[str, Any]:
@@ -71,7 +103,9 @@ class AsyncConnection:
         """Hold a physical connection until the matching ``unhold()``.
 
         Nested holds share one connection. For layered packages; application
-        code uses ``cursor()`` or a transaction block.
+        code uses ``cursor()`` or a transaction block. A block that may be
+        left from another task (an async generator) reads ``tenure`` right
+        after and passes it to ``unhold()``.
         """
         if self.lease is None:
             bound = bound_lease(self.alias)  # Note [Test-case binding]
@@ -79,6 +113,7 @@ class AsyncConnection:
                 await bound.borrow()
                 self._borrowed = True
                 self.lease = bound  # type: ignore[assignment]
+                self._tenure = object()
                 self._holds += 1
                 return bound  # type: ignore[return-value]
             lease = find_borrowable(self)
@@ -87,23 +122,36 @@ class AsyncConnection:
                 self._borrowed = True
             else:
                 lease = await pool_for(self.alias).acquire()
-                self._watch_task()
+                self.scope.watch()
                 wrapper = lease.wrapper
                 wrapper.queries_log = self.queries_log
                 wrapper.execute_wrappers = self.execute_wrappers
                 wrapper.force_debug_cursor = self._force_debug_cursor
             self.lease = lease
+            self._tenure = object()
         self._holds += 1
         return self.lease
 
-    async def unhold(self) -> None:
-        """Release one ``hold()``; the last one returns the connection to the pool."""
+    @property
+    def tenure(self) -> object | None:
+        """The current stretch of holding, for ``unhold(tenure)`` (Note [Task end])."""
+        return self._tenure
+
+    async def unhold(self, tenure: object | None = None) -> None:
+        """Release one ``hold()``; the last one returns the connection to the pool.
+
+        With ``tenure`` (read after the matching ``hold()``), a release that
+        comes after the connection was already given back because its task
+        ended does nothing (Note [Task end]).
+        """
+        if tenure is not None and tenure is not self._tenure:
+            return
         if self._holds <= 0:
             raise RuntimeError(f"unhold() without hold() on {self!r}")
         self._holds -= 1
         if self._holds:
             return
-        lease, self.lease = self.lease, None
+        lease, self.lease, self._tenure = self.lease, None, None
         assert lease is not None
         if self._borrowed:
             self._borrowed = False
@@ -119,32 +167,109 @@ class AsyncConnection:
         if not done:
             await asyncio.shield(rest)
 
-    def _watch_task(self) -> None:
-        # The safety net behind "a request's connections are released when it
-        # ends": an ASGI request runs in its own task, and a task that ends
-        # while still holding a connection (a hold() never undone, a task
-        # destroyed mid-block) must not keep it from the pool.
-        if not self._watching_task:
-            self._watching_task = True
-            self.scope.task.add_done_callback(self._task_done)
+    async def run_held(
+        self, tenure: object | None, fn: Callable[..., T], *args: Any, shield: bool = False
+    ) -> T:
+        """Run sync ``fn`` in the bridge on this connection's held lease, from any task.
+
+        For the exit of blocks that hold the connection (a transaction, a
+        named-cursor iteration): they may be left by the loop's finalizer of
+        an abandoned async generator, in a task of its own. If ``tenure`` is
+        over (the connection was given back when its task ended), ``fn``
+        runs with no connection at all: whatever it closes is closed already.
+        With ``shield``, a cancellation waits for ``fn`` to finish and is
+        raised afterwards (Note [Uncancellable exit] in django_aio.atomic).
+        """
+        from ._units import Unit
+
+        lease = self.lease
+        if tenure is None or tenure is not self._tenure or lease is None:
+            unit = Unit(None)
+        else:
+            unit = Unit.on(self.scope, lease)
+        self._active += 1
+        try:
+            if not shield:
+                return await drive(unit, fn, *args)
+            done, rest = start(drive(unit, fn, *args))
+            if done:
+                return cast(T, rest)
+            # The rest runs in a task of its own so that it can be shielded;
+            # it acts for this connection's task (its scope, its pins), as
+            # the work it finishes began there.
+            task = asyncio.ensure_future(rest)
+            act_for(task, self.scope)
+            return cast(T, await uncancellable(task))
+        finally:
+            self._active -= 1
+            if self._orphaned and not self._active:
+                self._orphaned = False
+                self._reclaim_soon()
+
+    # -- Note [Task end] ----------------------------------------------------
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """The owner task ended: give back what it still holds, through the one path."""
+        if self.lease is None or self._borrowed:
+            return
+        # Not at once: when a task ends, the async generators it dropped are
+        # finalized by the loop in tasks that start on the next iterations,
+        # and their blocks give the connection back properly (closing their
+        # named cursors first). Only what nobody gives back is reclaimed.
+        self.scope.loop.call_soon(self._reclaim_soon, 2)
+
+    def _task_lost(self) -> None:
+        """The owner task was garbage-collected while pending: close what it held."""
         lease = self.lease
         if lease is None or self._borrowed:
             return
-        self.lease, self._holds = None, 0
-        logger.warning(
-            "task %r ended while holding a connection to database %r; it was closed "
-            "instead of returned to the pool. Leave every cursor or transaction block "
-            "before the task ends.",
-            task.get_name(),
-            self.alias,
-        )
-        loop = task.get_loop()
-        if not loop.is_closed():
-            closing = loop.create_task(lease.pool.release(lease, discard=True))
-            _background.add(closing)
-            closing.add_done_callback(_background.discard)
+        self.lease, self._holds, self._tenure = None, 0, None
+        loop = self.scope.loop
+        if loop.is_closed():
+            lease.pool.finish(lease)
+            return
+        # The garbage collector may run in any thread: hand over to the loop.
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._spawn_release, lease, True, "was destroyed")
+
+    def _reclaim_soon(self, hops: int = 0) -> None:
+        if hops:
+            self.scope.loop.call_soon(self._reclaim_soon, hops - 1)
+            return
+        lease = self.lease
+        if lease is None or self._borrowed:
+            return
+        if self._active:
+            # A finalizer is giving it back right now; if it leaves holds
+            # behind, run_held() calls us again when it ends.
+            self._orphaned = True
+            return
+        self.lease, self._holds, self._tenure = None, 0, None
+        self._spawn_release(lease, False, "ended")
+
+    def _spawn_release(self, lease: Lease, discard: bool, how: str) -> None:
+        task = self.scope.loop.create_task(self._release_for_ended(lease, discard, how))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def _release_for_ended(self, lease: Lease, discard: bool, how: str) -> None:
+        returned = await lease.pool.release(lease, discard=discard)
+        if returned:
+            logger.debug(
+                "task %r %s holding a connection to database %r; it was returned to the pool",
+                self.scope.name,
+                how,
+                self.alias,
+            )
+        else:
+            logger.warning(
+                "task %r %s while holding a connection to database %r in a transaction or "
+                "with unfinished work; it was closed instead of returned to the pool. Leave "
+                "every cursor or transaction block before the task ends.",
+                self.scope.name,
+                how,
+                self.alias,
+            )
 
     async def release_all(self) -> None:
         if self._holds:
@@ -160,12 +285,13 @@ class AsyncConnection:
         django_aio.atomic; application code uses ``async_atomic()``.
         """
         lease = await self.hold()
+        tenure = self._tenure
         pin, token = push_pin(self)
         try:
             yield lease.wrapper
         finally:
             pop_pin(pin, token)
-            await self.unhold()
+            await self.unhold(tenure)
 
     @property
     def borrowed(self) -> bool:
@@ -198,6 +324,7 @@ class AsyncConnection:
         from ._units import run_sync
 
         lease = await self.hold()
+        tenure = self._tenure
         try:
             django_cursor = await run_sync(lease.wrapper.cursor)
             cursor = AsyncCursor(lease.wrapper, django_cursor)
@@ -206,7 +333,7 @@ class AsyncConnection:
             finally:
                 await cursor.close()
         finally:
-            await self.unhold()
+            await self.unhold(tenure)
 
     async def close(self) -> None:
         """Return this task's connection to the pool.

@@ -110,7 +110,10 @@ class SyncCursor:
         return args
 
     def close(self) -> None:
-        await_coroutine(self.acursor.close())
+        # Closing a closed cursor needs no connection: it may no longer be ours
+        # (Note [Task end] in _connection.py).
+        if not self.acursor.closed:
+            await_coroutine(self.acursor.close())
         self.connection.forget(self)
 
     @property

@@ -16,10 +16,20 @@ task's own context object instead, so context variables the sync code sets
 (translation, our own scopes) are seen by the task afterwards, as they are
 after ``sync_to_async``. The greenlet and the task never run at the same time,
 so sharing the object is safe.
+
+Note [Fast path]
+~~~~~~~~~~~~~~~~
+Many psycopg coroutines never wait: fetching from a client-side cursor,
+returning a connection to an uncontended pool, closing a closed cursor.
+``start()`` runs a coroutine up to its first suspension and only hands the
+rest to the loop if there is a rest; that saves a switch to the task and a
+loop iteration, and lets shielded code (which needs a task of its own to be
+shielded) make that task only when it really waits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -29,7 +39,15 @@ from greenlet import getcurrent, greenlet
 
 from ._errors import BridgeRequired
 
-__all__ = ["BridgeGreenlet", "await_", "await_coroutine", "drive", "in_bridge", "start"]
+__all__ = [
+    "BridgeGreenlet",
+    "await_",
+    "await_coroutine",
+    "drive",
+    "in_bridge",
+    "start",
+    "uncancellable",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -109,16 +127,34 @@ def start(coro: Coroutine[Any, Any, T]) -> tuple[bool, Any]:
     """Run ``coro`` up to its first suspension.
 
     Returns ``(True, result)`` if it finished without waiting, else
-    ``(False, awaitable)`` whose awaiting finishes it. Note [Fast path]: many
-    psycopg coroutines (fetching from a client-side cursor, returning a
-    connection to an uncontended pool) never wait; running them straight
-    through saves a round trip through the event loop.
+    ``(False, awaitable)`` whose awaiting finishes it (Note [Fast path]).
     """
     try:
         yielded = coro.send(None)
     except StopIteration as stop:
         return True, stop.value
     return False, _resume(coro, yielded)
+
+
+async def uncancellable(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` to its end even if the caller is cancelled meanwhile.
+
+    A cancellation received while waiting is raised once it has finished
+    (its own exception, if any, wins). Costs one task, made only here.
+    """
+    future = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.done():
+                raise
+            cancelled = True
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
 
 def await_coroutine(coro: Coroutine[Any, Any, T]) -> T:

@@ -13,6 +13,14 @@ A lease goes back to the pool only when it is provably clean: no atomic block,
 autocommit on, the server idle outside any transaction, no broken socket. Named
 cursors left open are closed first. Anything else closes the connection, and
 the pool opens a fresh one: a dirty connection never reaches another task.
+
+Note [Dead connections]
+~~~~~~~~~~~~~~~~~~~~~~~
+When the server goes away inside a transaction, Django's ``Atomic.__exit__``
+closes the connection and may reconnect (``set_autocommit(True)``). The
+lease then gives its dead connection back to the pool *before* asking for a
+replacement: with every slot in a transaction at the moment of a failover,
+asking first would wait for the pool timeout while holding our own slot.
 """
 
 from __future__ import annotations
@@ -70,12 +78,15 @@ class PooledConnection(psycopg.AsyncConnection[Any]):
 class Lease:
     """A pooled async connection and the bridged Django wrapper paired with it."""
 
-    __slots__ = ("__weakref__", "aconnection", "lock", "pool", "wrapper")
+    __slots__ = ("__weakref__", "aconnection", "detached", "lock", "pool", "wrapper")
 
     def __init__(self, pool: AliasPool, aconnection: PooledConnection, wrapper: Any) -> None:
         self.pool = pool
         self.aconnection = aconnection
         self.wrapper = wrapper
+        # The pool slot was given back (a dead connection replaced, and the
+        # replacement could not be had): nothing to return on release.
+        self.detached = False
         # Serializes tasks that borrow a transaction's connection; see _scope.py.
         self.lock = asyncio.Lock()
 
@@ -101,11 +112,16 @@ class Lease:
         from ._greenlet import await_
 
         old = self.aconnection
-        old.lease = None
+        if not self.detached:
+            # Give the dead one back first: asking for a replacement while
+            # holding it can wait for our own slot (Note [Dead connections]).
+            old.lease = None
+            self.detached = True
+            await_(self.pool.pool.putconn(old))
         new = await_(self.pool.getconn())
-        await_(self.pool.pool.putconn(old))
         new.lease = self
         self.aconnection = new
+        self.detached = False
         return new
 
 
@@ -236,8 +252,13 @@ class AliasPool:
         aconnection.lease = lease
         return lease
 
-    async def release(self, lease: Lease, *, discard: bool = False) -> None:
-        """Return ``lease`` to the pool if clean, else close it (Note [Clean returns])."""
+    async def release(self, lease: Lease, *, discard: bool = False) -> bool:
+        """Return ``lease`` to the pool if clean, else close it (Note [Clean returns]).
+
+        Returns whether it went back to the pool.
+        """
+        if lease.detached:
+            return False
         aconnection = lease.aconnection
         wrapper = lease.wrapper
         try:
@@ -264,8 +285,9 @@ class AliasPool:
         wrapper.errors_occurred = False
         if dirty:
             await self._discard(aconnection)
-        else:
-            await self.pool.putconn(aconnection)
+            return False
+        await self.pool.putconn(aconnection)
+        return True
 
     async def _discard(self, aconnection: PooledConnection) -> None:
         aconnection.lease = None
@@ -275,6 +297,12 @@ class AliasPool:
 
     async def close(self) -> None:
         await self.pool.close()
+
+    def finish(self, lease: Lease) -> None:
+        """End ``lease``'s server session without the event loop (its loop is closed)."""
+        lease.aconnection.lease = None
+        with contextlib.suppress(Exception):
+            lease.aconnection.pgconn.finish()
 
     def finish_idle(self) -> None:
         """Close the idle connections at once, without the event loop."""

@@ -25,6 +25,7 @@ run inside the caller's transaction.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Pin",
     "Scope",
+    "act_for",
     "current_scope",
     "find_borrowable",
     "independent_scope",
@@ -54,13 +56,48 @@ T = TypeVar("T")
 
 
 class Scope:
-    """The connections of one task (Note [Scopes])."""
+    """The connections of one task (Note [Scopes]).
 
-    __slots__ = ("connections", "task")
+    Refers to its task weakly: ownership must never keep a task alive (Note
+    [Task end] in _connection.py).
+    """
+
+    __slots__ = ("__weakref__", "_finalizer", "_task_ref", "connections", "loop", "name")
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
+        self._task_ref = weakref.ref(task)
+        self.name = task.get_name()
+        self.loop = task.get_loop()
         self.connections: dict[str, AsyncConnection] = {}
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def task(self) -> asyncio.Task[Any] | None:
+        """The owner task, or ``None`` once it has been garbage-collected."""
+        return self._task_ref()
+
+    def watch(self) -> None:
+        """Release this scope's connections when its task ends or is destroyed (once per task).
+
+        See Note [Task end] in _connection.py.
+        """
+        if self._finalizer is not None:
+            return
+        task = self._task_ref()
+        if task is None:
+            return
+        # The finalizer holds the scope (never the task): a pending task that
+        # nothing references any more is collected, and its connections with
+        # it would be lost to the pool, so they are released from here.
+        self._finalizer = weakref.finalize(task, _task_lost, self)
+        self._finalizer.atexit = False
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        for conn in list(self.connections.values()):
+            conn._task_done(task)
 
     def connection(self, alias: str) -> AsyncConnection:
         conn = self.connections.get(alias)
@@ -71,6 +108,12 @@ class Scope:
 
             conn = self.connections[alias] = AsyncConnection(self, alias)
         return conn
+
+
+def _task_lost(scope: Scope) -> None:
+    # Called by the garbage collector, in whatever thread and frame it runs.
+    for conn in list(scope.connections.values()):
+        conn._task_lost()
 
 
 class Pin:
@@ -118,24 +161,28 @@ def current_scope() -> Scope:
     """The calling task's scope, made on first use (Note [Scopes])."""
     task = current_task()
     scope = _scope_var.get()
-    if scope is None or scope.task is not task:
+    if scope is None or scope._task_ref() is not task:
         # Django 6 runs async signal receivers as tasks sharing one context,
         # so another task may have replaced ours in the variable: find it.
         scope = _task_scopes.get(task)
         if scope is None:
             scope = _task_scopes[task] = Scope(task)
-            task.add_done_callback(_forget_scope)
         _scope_var.set(scope)
     return scope
 
 
-# The scope of each running task (a Scope refers to its task, so a weak
-# mapping would never drop it: entries go when the task is done).
-_task_scopes: dict[asyncio.Task[Any], Scope] = {}
+# The scope of each task. Weak keys: an entry must not keep its task alive
+# (a Scope refers to its task weakly too).
+_task_scopes: weakref.WeakKeyDictionary[asyncio.Task[Any], Scope] = weakref.WeakKeyDictionary()
 
 
-def _forget_scope(task: asyncio.Task[Any]) -> None:
-    _task_scopes.pop(task, None)
+def act_for(task: asyncio.Task[Any], scope: Scope) -> None:
+    """Let ``task`` use ``scope``'s connections as if it were their task.
+
+    For a task that finishes, shielded, work its owner started and waits for
+    (see ``AsyncConnection.run_held``).
+    """
+    _task_scopes[task] = scope
 
 
 def find_borrowable(connection: AsyncConnection) -> Lease | None:
@@ -145,6 +192,7 @@ def find_borrowable(connection: AsyncConnection) -> Lease | None:
     """
     task = connection.scope.task
     alias = connection.alias
+    assert task is not None  # a connection in use belongs to a live task
     lending = _lending_var.get()
     for pin in _pins_var.get():
         if pin.alias != alias or pin.task is task:
@@ -174,13 +222,26 @@ def _lends(lending: _Lending | None, owner: asyncio.Task[Any], alias: str, lease
 
 
 def push_pin(connection: AsyncConnection) -> tuple[Pin, Any]:
-    pin = Pin(connection.scope.task, connection)
+    task = connection.scope.task
+    assert task is not None
+    pin = Pin(task, connection)
     return pin, _pins_var.set((*_pins_var.get(), pin))
 
 
 def pop_pin(pin: Pin, token: Any) -> None:
+    """End ``pin``; safe from another task or context than the one that pushed it.
+
+    An abandoned async generator's block is exited by the loop in a new task
+    with a context of its own (Note [Task end] in _connection.py), where the
+    token cannot be reset.
+    """
     pin.active = False
-    _pins_var.reset(token)
+    try:
+        _pins_var.reset(token)
+    except (ValueError, RuntimeError):
+        pins = _pins_var.get()
+        if pin in pins:
+            _pins_var.set(tuple(p for p in pins if p is not pin))
 
 
 def save_ownership() -> tuple[Scope | None, tuple[Pin, ...]]:
@@ -198,7 +259,7 @@ async def lending(awaitable: Awaitable[T]) -> T:
     scope = _scope_var.get()
     task = asyncio.current_task()
     leases: dict[str, Lease] = {}
-    if scope is not None and scope.task is task:
+    if scope is not None and task is not None and scope._task_ref() is task:
         for alias, conn in scope.connections.items():
             lease = conn.lease
             if lease is not None and lease.in_transaction():

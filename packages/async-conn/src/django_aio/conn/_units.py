@@ -20,10 +20,11 @@ from asgiref.sync import AsyncToSync
 from django.db import connections
 from greenlet import getcurrent
 
-from ._greenlet import BridgeGreenlet, await_, drive
+from ._greenlet import BridgeGreenlet, await_, drive, start
 from ._scope import Scope, current_scope, lending, restore_ownership, save_ownership
 
 if TYPE_CHECKING:
+    from ._connection import AsyncConnection
     from ._pool import Lease
 
 __all__ = ["RoutingLocal", "Unit", "install", "run_sync"]
@@ -35,16 +36,25 @@ T = TypeVar("T")
 class Unit:
     """The leases one bridge greenlet uses, by alias."""
 
-    __slots__ = ("leases", "scope")
+    __slots__ = ("leases", "own", "scope")
 
     def __init__(self, scope: Scope | None) -> None:
         self.scope = scope
         self.leases: dict[str, Lease] = {}
+        # Connections this unit took a hold on, released by finish().
+        self.own: list[AsyncConnection] = []
 
     @classmethod
     def fixed(cls, lease: Lease) -> Unit:
-        """A unit bound to one lease: used while a new connection is set up."""
+        """A unit bound to one lease and nothing else: used while a connection is set up."""
         unit = cls(None)
+        unit.leases[lease.alias] = lease
+        return unit
+
+    @classmethod
+    def on(cls, scope: Scope, lease: Lease) -> Unit:
+        """A unit on ``lease`` for its alias, and on ``scope``'s connections for others."""
+        unit = cls(scope)
         unit.leases[lease.alias] = lease
         return unit
 
@@ -55,15 +65,16 @@ class Unit:
             if self.scope is None or alias not in connections.settings:
                 # ConnectionHandler turns this into ConnectionDoesNotExist.
                 raise AttributeError(alias)
-            lease = await_(self.scope.connection(alias).hold())
+            conn = self.scope.connection(alias)
+            lease = await_(conn.hold())
+            self.own.append(conn)
             self.leases[alias] = lease
         return lease.wrapper
 
     async def finish(self) -> None:
-        if self.scope is None:
-            return
-        for alias in self.leases:
-            await self.scope.connection(alias).unhold()
+        own, self.own = self.own, []
+        for conn in own:
+            await conn.unhold()
         self.leases.clear()
 
 
@@ -132,5 +143,9 @@ async def run_sync(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> 
     try:
         return await drive(unit, fn, *args, **kwargs)
     finally:
-        if unit.leases:
-            await asyncio.shield(unit.finish())
+        if unit.own:
+            # Shielded, but a task only if the return really waits (Note
+            # [Fast path] in _greenlet.py).
+            done, rest = start(unit.finish())
+            if not done:
+                await asyncio.shield(rest)

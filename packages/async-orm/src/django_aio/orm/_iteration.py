@@ -12,14 +12,15 @@ one chunk of rows is in memory at a time.
 
 When the iteration ends, fails or is abandoned, the sync generator is closed
 (its ``finally`` closes the named cursor) before the connection is released.
-An abandoned async generator is finalized by the event loop in a *new* task;
-that task must not route to its own connections, so the generator is closed
-in a greenlet bound to the held lease itself.
+An abandoned async generator is finalized by the event loop in a *new* task,
+possibly after its owner task ended; so the close runs on the connection
+captured at the start (``run_held``) and the release names its tenure: if the
+connection was given back meanwhile, neither touches it (Note [Task end] in
+django_aio.conn).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from itertools import islice
 from typing import Any
@@ -63,8 +64,8 @@ async def iterate_chunks(iterable: Any, prefetch: Sequence[Any] = ()) -> AsyncGe
     if chunk_size <= 0:
         raise ValueError("Chunk size must be strictly positive.")
     conn = async_connections[iterable.queryset.db]
-    lease = await conn.hold()
-    owner = asyncio.current_task()
+    await conn.hold()
+    tenure = conn.tenure
     generator: Generator[Any, None, None] | None = None
 
     def first_chunk() -> list[Any]:
@@ -84,12 +85,9 @@ async def iterate_chunks(iterable: Any, prefetch: Sequence[Any] = ()) -> AsyncGe
     finally:
         try:
             if generator is not None:
-                if asyncio.current_task() is owner:
-                    await run_sync(generator.close)
-                else:
-                    await _close_on_lease(lease, generator)
+                await conn.run_held(tenure, generator.close)
         finally:
-            await conn.unhold()
+            await conn.unhold(tenure)
 
 
 def _next_chunk(
@@ -99,10 +97,3 @@ def _next_chunk(
     if prefetch and chunk:
         prefetch_related_objects(chunk, *prefetch)
     return chunk
-
-
-async def _close_on_lease(lease: Any, generator: Generator[Any, None, None]) -> None:
-    # Note [Chunked iteration]: the finalizer task is not the owner.
-    from django_aio.conn.layers import Unit, drive
-
-    await drive(Unit.fixed(lease), generator.close)

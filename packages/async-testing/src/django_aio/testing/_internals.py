@@ -246,9 +246,10 @@ def install_tracking() -> None:
         )
         return lease
 
-    async def tracked_release(self: Any, lease: Lease, *, discard: bool = False) -> None:
+    async def tracked_release(self: Any, lease: Lease, *, discard: bool = False) -> bool:
         _checkouts.pop(lease, None)
-        await release(self, lease, discard=discard)
+        returned: bool = await release(self, lease, discard=discard)
+        return returned
 
     cls.acquire = tracked_acquire
     cls.release = tracked_release
