@@ -109,7 +109,7 @@ def django_db_setup(request: pytest.FixtureRequest) -> Iterator[None]:
     try:
         yield
     finally:
-        from django_aio.conn._pool import discard_closed_loops
+        from django_aio.conn._loops import discard_closed_loops
 
         discard_closed_loops()
         with _database_access(request):

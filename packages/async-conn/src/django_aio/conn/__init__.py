@@ -8,10 +8,16 @@ alias and event loop.
 
 from ._connection import AsyncConnection
 from ._cursor import AsyncCursor
-from ._errors import BridgeRequired, ConnectionOwnedByAnotherTask, PoolTimeout
+from ._errors import (
+    BridgeRequired,
+    ConnectionOwnedByAnotherTask,
+    PoolClosed,
+    PoolTimeout,
+    TooManyWaiting,
+)
 from ._greenlet import await_, in_bridge
 from ._handler import AsyncConnectionHandler, async_connections
-from ._pool import DEFAULT_POOL_OPTIONS
+from ._pool_options import DEFAULT_POOL_OPTIONS
 from ._units import install, run_sync
 
 __all__ = [
@@ -21,7 +27,9 @@ __all__ = [
     "AsyncCursor",
     "BridgeRequired",
     "ConnectionOwnedByAnotherTask",
+    "PoolClosed",
     "PoolTimeout",
+    "TooManyWaiting",
     "async_connections",
     "await_",
     "in_bridge",

@@ -41,7 +41,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.transaction import TransactionManagementError
 
 from ._greenlet import await_, drive, start, uncancellable
-from ._pool import pool_for
+from ._loops import pool_for
 from ._scope import act_for, find_borrowable, pop_pin, push_pin
 from ._testcase import BoundLease, bound_lease
 

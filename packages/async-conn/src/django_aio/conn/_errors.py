@@ -9,14 +9,20 @@ from __future__ import annotations
 
 from django.db.utils import InterfaceError, OperationalError
 
-__all__ = ["BridgeRequired", "ConnectionOwnedByAnotherTask", "PoolTimeout"]
+__all__ = [
+    "BridgeRequired",
+    "ConnectionOwnedByAnotherTask",
+    "PoolClosed",
+    "PoolTimeout",
+    "TooManyWaiting",
+]
 
 
 class PoolTimeout(OperationalError):
     """No pooled connection became free within the pool's ``timeout``.
 
-    Raised instead of psycopg_pool's own ``PoolTimeout`` so that the message
-    names the database alias, the pool size and how long the caller waited.
+    The message names the database alias, the pool size, how long the caller
+    waited and how many other tasks wait.
     """
 
     def __init__(self, alias: str, max_size: int, waited: float, waiting: int) -> None:
@@ -30,6 +36,32 @@ class PoolTimeout(OperationalError):
             f"({waiting} other task(s) waiting). Raise OPTIONS['pool']['max_size'] "
             f"or OPTIONS['pool']['timeout'], or hold connections for less time "
             f"(each open async transaction or cursor block keeps one)."
+        )
+
+
+class TooManyWaiting(OperationalError):
+    """The pool refused a request: ``max_waiting`` tasks already wait for a connection."""
+
+    def __init__(self, alias: str, max_size: int, waiting: int) -> None:
+        self.alias = alias
+        self.max_size = max_size
+        self.waiting = waiting
+        super().__init__(
+            f"couldn't get a connection for database {alias!r}: {waiting} task(s) already "
+            f"wait for one of its {max_size} connections, which is "
+            f"OPTIONS['pool']['max_waiting']. Raise max_waiting or max_size, or shed load "
+            f"before it reaches the database."
+        )
+
+
+class PoolClosed(OperationalError):
+    """The pool was closed (``close_pools()`` or its loop's shutdown) while a task used it."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        super().__init__(
+            f"the connection pool of database {alias!r} is closed; it was closed by "
+            f"close_pools() or by its event loop's shutdown while this task waited for it."
         )
 
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from django.db import connections
 
 from ._connection import AsyncConnection
-from ._pool import close_pools
+from ._loops import close_pools
 from ._scope import current_scope, independent_scope
 
 __all__ = ["AsyncConnectionHandler", "async_connections"]

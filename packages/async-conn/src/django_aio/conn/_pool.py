@@ -1,8 +1,8 @@
-"""Pools of ready connections: one psycopg_pool per (alias, event loop).
+"""The pool of ready connections of one database alias on one event loop.
 
 Note [Leases]
 ~~~~~~~~~~~~~
-A pooled psycopg ``AsyncConnection`` is paired for life with a bridged Django
+A psycopg ``AsyncConnection`` is paired for life with a bridged Django
 ``DatabaseWrapper`` that is already connected (autocommit set, time zone and
 role configured, ``connection_created`` sent). Taking a connection from the
 pool therefore costs no Django connect bookkeeping; the pair is a ``Lease``.
@@ -11,82 +11,80 @@ Note [Clean returns]
 ~~~~~~~~~~~~~~~~~~~~
 A lease goes back to the pool only when it is provably clean: no atomic block,
 autocommit on, the server idle outside any transaction, no broken socket. Named
-cursors left open are closed first. Anything else closes the connection, and
-the pool opens a fresh one: a dirty connection never reaches another task.
+cursors left open are closed first. Anything else closes the connection and
+frees its slot: a dirty connection never reaches another task.
+
+Note [Inline connections]
+~~~~~~~~~~~~~~~~~~~~~~~~~
+The pool opens a connection in the task that needs one, when no idle one is
+left and a slot is free; there is no background worker. So an error from the
+server (refused, authentication failed, no such database, shutting down)
+reaches that caller at once as Django's ``OperationalError``, never as a pool
+timeout; nothing is left half-open when a short-lived loop (``asyncio.run()``,
+``async_to_sync``) ends; and a waiting task is woken as soon as a slot frees,
+to use it or to connect in it. Idle connections are handed out last-in
+first-out, so back-to-back work reuses one warm server process.
+``min_size`` connections are kept when idle instead of being closed after
+``max_idle``; they are not opened ahead of use.
 
 Note [Dead connections]
 ~~~~~~~~~~~~~~~~~~~~~~~
 When the server goes away inside a transaction, Django's ``Atomic.__exit__``
-closes the connection and may reconnect (``set_autocommit(True)``). The
-lease then gives its dead connection back to the pool *before* asking for a
-replacement: with every slot in a transaction at the moment of a failover,
-asking first would wait for the pool timeout while holding our own slot.
+closes the connection and may reconnect (``set_autocommit(True)``). The lease
+then opens its replacement in its own slot: it never waits for a second one
+while holding the first, which would stall every task when a failover hits
+all slots at once. After a connection came back broken, idle connections
+older than that are checked before they are handed out, so the first
+request after a server restart does not get a stale one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import collections
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import psycopg
-import psycopg_pool
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
-from django.db.utils import ConnectionDoesNotExist, load_backend
+from django.db import utils
+from django.db.utils import load_backend
 from psycopg.pq import TransactionStatus
 
-from ._errors import PoolTimeout
+from ._errors import PoolClosed, PoolTimeout, TooManyWaiting
 from ._facade import SyncConnection
-from ._greenlet import drive
+from ._greenlet import await_, drive, start
+from ._pool_options import pool_options
 from ._wrapper import bridged_class
 
-__all__ = ["DEFAULT_POOL_OPTIONS", "AliasPool", "Lease", "close_pools", "pool_for"]
+__all__ = ["AliasPool", "Lease"]
 
 logger = logging.getLogger("django_aio.conn")
 
-#: Used when ``OPTIONS["pool"]`` is absent or ``True``; a dict is laid over it.
-DEFAULT_POOL_OPTIONS: Mapping[str, Any] = {"min_size": 1, "max_size": 10, "timeout": 30.0}
-
-_NUMBER = (int, float)
-_POOL_OPTION_TYPES: Mapping[str, tuple[type, ...]] = {
-    "min_size": (int,),
-    "max_size": (int,),
-    "timeout": _NUMBER,
-    "max_waiting": (int,),
-    "max_lifetime": _NUMBER,
-    "max_idle": _NUMBER,
-    "reconnect_timeout": _NUMBER,
-    "num_workers": (int,),
-    "name": (str,),
-}
-_SYNC_ONLY_OPTIONS = ("check", "configure", "reset", "reconnect_failed", "connection_class")
-
-
-class PooledConnection(psycopg.AsyncConnection[Any]):
-    """A psycopg async connection that remembers its lease (Note [Leases])."""
-
-    lease: Lease | None = None
+_EXPIRED = object()  # what the timer sends a waiter whose time is up
 
 
 class Lease:
     """A pooled async connection and the bridged Django wrapper paired with it."""
 
-    __slots__ = ("__weakref__", "aconnection", "detached", "lock", "pool", "wrapper")
+    __slots__ = (
+        "__weakref__",
+        "aconnection",
+        "expires",
+        "idle_since",
+        "lock",
+        "pool",
+        "wrapper",
+    )
 
-    def __init__(self, pool: AliasPool, aconnection: PooledConnection, wrapper: Any) -> None:
+    def __init__(self, pool: AliasPool, aconnection: psycopg.AsyncConnection[Any]) -> None:
         self.pool = pool
         self.aconnection = aconnection
-        self.wrapper = wrapper
-        # The pool slot was given back (a dead connection replaced, and the
-        # replacement could not be had): nothing to return on release.
-        self.detached = False
+        self.expires = time.monotonic() + pool.max_lifetime
+        self.idle_since = 0.0
+        self.wrapper: Any = None
         # Serializes tasks that borrow a transaction's connection; see _scope.py.
         self.lock = asyncio.Lock()
 
@@ -101,93 +99,41 @@ class Lease:
             return True
         return self.aconnection.info.transaction_status != TransactionStatus.IDLE
 
-    def usable_connection(self) -> PooledConnection:
-        """The async connection, replaced by a fresh pooled one if Django closed it.
+    def usable_connection(self) -> psycopg.AsyncConnection[Any]:
+        """The async connection, replaced in its own slot if Django closed it.
 
         Called from bridged code (``get_new_connection``) after something ran
-        ``connection.close()`` inside a unit.
+        ``connection.close()`` inside a unit (Note [Dead connections]).
         """
         if not self.aconnection.closed:
             return self.aconnection
-        from ._greenlet import await_
-
-        old = self.aconnection
-        if not self.detached:
-            # Give the dead one back first: asking for a replacement while
-            # holding it can wait for our own slot (Note [Dead connections]).
-            old.lease = None
-            self.detached = True
-            await_(self.pool.pool.putconn(old))
-        new = await_(self.pool.getconn())
-        new.lease = self
-        self.aconnection = new
-        self.detached = False
-        return new
+        self.aconnection = await_(self.pool.connect())
+        self.expires = time.monotonic() + self.pool.max_lifetime
+        return self.aconnection
 
 
-def _pool_options(alias: str, settings_dict: Mapping[str, Any]) -> dict[str, Any]:
-    raw = settings_dict.get("OPTIONS", {}).get("pool")
-    where = f"DATABASES[{alias!r}]['OPTIONS']['pool']"
-    options = dict(DEFAULT_POOL_OPTIONS)
-    if raw is None or isinstance(raw, bool):
-        return options
-    if not isinstance(raw, Mapping):
-        raise ImproperlyConfigured(
-            f"{where} must be True or a dict of psycopg_pool options "
-            f"(e.g. {{'min_size': 1, 'max_size': 10, 'timeout': 30.0}}), "
-            f"got {type(raw).__name__} {raw!r}."
-        )
-    for key, value in raw.items():
-        if key in _SYNC_ONLY_OPTIONS:
-            raise ImproperlyConfigured(
-                f"{where}[{key!r}] is a callback for Django's sync pool; django_aio's "
-                f"async pool cannot call it. Remove it (set CONN_HEALTH_CHECKS = True "
-                f"to check connections before use)."
-            )
-        types_ = _POOL_OPTION_TYPES.get(key)
-        if types_ is None:
-            raise ImproperlyConfigured(
-                f"{where} has an unknown option {key!r}; the options are: "
-                f"{', '.join(sorted(_POOL_OPTION_TYPES))}."
-            )
-        if isinstance(value, bool) or not isinstance(value, types_):
-            expected = " or ".join(t.__name__ for t in types_)
-            raise ImproperlyConfigured(
-                f"{where}[{key!r}] must be {expected}, got {type(value).__name__} {value!r}."
-            )
-        options[key] = value
-    if "max_size" not in raw and options["min_size"] > options["max_size"]:
-        options["max_size"] = options["min_size"]
-    if options["min_size"] < 0 or options["max_size"] < max(options["min_size"], 1):
-        raise ImproperlyConfigured(
-            f"{where} needs 0 <= min_size <= max_size and max_size >= 1, got "
-            f"min_size={options['min_size']} and max_size={options['max_size']}."
-        )
-    return options
+def _close_now(aconnection: psycopg.AsyncConnection[Any]) -> None:
+    # psycopg's close() finishes the libpq connection without waiting.
+    with contextlib.suppress(Exception):
+        done, rest = start(aconnection.close())
+        if not done:
+            rest.close()
 
 
-def _fingerprint(settings_dict: Mapping[str, Any]) -> tuple[Any, ...]:
-    # Test runners rename NAME in place when they create the test database;
-    # a pool opened before that must not be reused after it. Checked on every
-    # checkout, so it stays a flat tuple compared by equality.
-    return (
-        settings_dict.get("NAME"),
-        settings_dict.get("USER"),
-        settings_dict.get("HOST"),
-        settings_dict.get("PORT"),
-        tuple(settings_dict.get("OPTIONS", {}).items()),
-        settings.USE_TZ,
-        settings.TIME_ZONE,
-    )
+def _as_django_error(exc: psycopg.Error, prefix: str) -> utils.Error:
+    for name in ("OperationalError", "InterfaceError", "ProgrammingError", "InternalError"):
+        if isinstance(exc, getattr(psycopg, name)):
+            django_class: type[utils.Error] = getattr(utils, name)
+            return django_class(f"{prefix}{exc}")
+    return utils.DatabaseError(f"{prefix}{exc}")
 
 
 class AliasPool:
-    """The pool of leases of one database alias on one event loop."""
+    """The leases of one database alias on one event loop (Note [Inline connections])."""
 
     def __init__(self, alias: str, settings_dict: dict[str, Any]) -> None:
         self.alias = alias
         self.settings_dict = settings_dict
-        self.fingerprint = _fingerprint(settings_dict)
         backend = load_backend(settings_dict["ENGINE"])
         wrapper_class = backend.DatabaseWrapper
         if not getattr(wrapper_class, "django_aio_bridgeable", False):
@@ -196,74 +142,159 @@ class AliasPool:
                 f"connections need ENGINE 'django_aio.conn.backends.postgresql' (or a "
                 f"subclass of its DatabaseWrapper)."
             )
-        self.options = _pool_options(alias, settings_dict)
+        options = pool_options(alias, settings_dict)
+        self.name: str = options.get("name") or f"django_aio:{alias}"
+        self.min_size: int = options["min_size"]
+        self.max_size: int = options["max_size"]
+        self.timeout = float(options["timeout"])
+        self.max_waiting: int = options["max_waiting"]
+        self.max_lifetime = float(options["max_lifetime"])
+        self.max_idle = float(options["max_idle"])
+        self.check = bool(settings_dict.get("CONN_HEALTH_CHECKS"))
         self.bridged_class = bridged_class(wrapper_class)
         template = wrapper_class(settings_dict, alias)
         kwargs = template.get_connection_params()
         kwargs["autocommit"] = True
         server_side = settings_dict.get("OPTIONS", {}).get("server_side_binding") is True
         kwargs["cursor_factory"] = psycopg.AsyncCursor if server_side else psycopg.AsyncClientCursor
-        check = psycopg_pool.AsyncConnectionPool.check_connection
-        self.pool: psycopg_pool.AsyncConnectionPool[PooledConnection] = (
-            psycopg_pool.AsyncConnectionPool(
-                kwargs=kwargs,
-                connection_class=PooledConnection,
-                open=False,
-                check=check if settings_dict.get("CONN_HEALTH_CHECKS") else None,
-                **{"name": f"django_aio:{alias}", **self.options},
-            )
-        )
-        self._opened = False
-        self.max_size: int = self.options["max_size"]
-        self.timeout: float = float(self.options["timeout"])
+        self.connect_kwargs = kwargs
+        self._idle: list[Lease] = []  # a stack: the last returned goes out first
+        self._size = 0  # connections open or being opened
+        self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._suspect_before = 0.0  # idle since before this: check before use
+        self.closed = False
 
-    async def getconn(self) -> PooledConnection:
-        if not self._opened:
-            await self.pool.open()
-            self._opened = True
-        started = time.monotonic()
-        try:
-            return await self.pool.getconn()
-        except psycopg_pool.PoolTimeout:
-            waiting = self.pool.get_stats().get("requests_waiting", 0)
-            raise PoolTimeout(
-                self.alias, self.max_size, time.monotonic() - started, waiting
-            ) from None
+    def __repr__(self) -> str:
+        return (
+            f"<AliasPool {self.name!r} size={self._size}/{self.max_size} "
+            f"idle={len(self._idle)} waiting={len(self._waiters)}>"
+        )
+
+    @property
+    def size(self) -> int:
+        """Connections open or being opened."""
+        return self._size
+
+    @property
+    def idle(self) -> int:
+        """Connections waiting in the pool."""
+        return len(self._idle)
+
+    # -- checking out ------------------------------------------------------
 
     async def acquire(self) -> Lease:
-        """A ready lease from the pool (Note [Leases])."""
-        aconnection = await self.getconn()
-        lease = aconnection.lease
-        if lease is not None:
-            return lease
+        """A ready lease (Note [Leases]), opened here if none is idle and a slot is free."""
+        started = deadline = 0.0
+        while True:
+            if self.closed:
+                raise PoolClosed(self.alias)
+            if self._idle:
+                lease = self._idle.pop()
+                if lease.expires <= time.monotonic() or lease.aconnection.closed:
+                    self._drop(lease)
+                    continue
+                if (self.check or lease.idle_since <= self._suspect_before) and not (
+                    await self._healthy(lease)
+                ):
+                    continue
+                return lease
+            if self._size < self.max_size:
+                return await self._open()
+            if not deadline:
+                started = time.monotonic()
+                deadline = started + self.timeout
+            handed = await self._wait(started, deadline)
+            if handed is not None:
+                return handed
+
+    async def _healthy(self, lease: Lease) -> bool:
         try:
-            return await self._pair(aconnection)
+            await lease.aconnection.execute("")
+        except psycopg.Error:
+            logger.debug("closing a broken idle connection of %r", self.name)
+            self._drop(lease)
+            return False
+        return True
+
+    async def _wait(self, started: float, deadline: float) -> Lease | None:
+        """Wait for a lease handed over, or ``None``: a slot freed, try again."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._timed_out(started)
+        if self.max_waiting and len(self._waiters) >= self.max_waiting:
+            raise TooManyWaiting(self.alias, self.max_size, len(self._waiters))
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(remaining, self._expire, waiter)
+        try:
+            handed = await waiter
         except BaseException:
-            await self._discard(aconnection)
+            # Cancelled: pass on what was meant for us, if anything was.
+            if waiter.done() and not waiter.cancelled():
+                result = waiter.result()
+                if isinstance(result, Lease):
+                    self._give_back(result)
+                elif result is None:
+                    self._wake_one()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
             raise
+        finally:
+            timer.cancel()
+        if handed is _EXPIRED:
+            raise self._timed_out(started)
+        return cast(Lease | None, handed)
 
-    async def _pair(self, aconnection: PooledConnection) -> Lease:
-        from ._units import Unit
+    def _expire(self, waiter: asyncio.Future[Any]) -> None:
+        if not waiter.done():
+            waiter.set_result(_EXPIRED)
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
 
-        wrapper = self.bridged_class(self.settings_dict, self.alias)
-        lease = Lease(self, aconnection, wrapper)
-        wrapper.django_aio_lease = lease
-        await drive(Unit.fixed(lease), wrapper.connect)
-        aconnection.lease = lease
+    def _timed_out(self, started: float) -> PoolTimeout:
+        others = sum(1 for waiter in self._waiters if not waiter.done())
+        return PoolTimeout(self.alias, self.max_size, time.monotonic() - started, others)
+
+    async def connect(self) -> psycopg.AsyncConnection[Any]:
+        """A new psycopg connection (no slot accounting); server errors become Django's."""
+        try:
+            return await psycopg.AsyncConnection.connect(**self.connect_kwargs)
+        except psycopg.Error as exc:
+            raise _as_django_error(exc, f"couldn't connect to database {self.alias!r}: ") from exc
+
+    async def _open(self) -> Lease:
+        self._size += 1
+        lease: Lease | None = None
+        try:
+            lease = Lease(self, await self.connect())
+            lease.wrapper = wrapper = self.bridged_class(self.settings_dict, self.alias)
+            wrapper.django_aio_lease = lease
+            from ._units import Unit
+
+            await drive(Unit.fixed(lease), wrapper.connect)
+        except BaseException:
+            self._size -= 1
+            if lease is not None:
+                _close_now(lease.aconnection)
+            self._wake_one()  # a waiter may succeed where we failed
+            raise
+        logger.debug("opened a connection for %r (%d/%d)", self.name, self._size, self.max_size)
         return lease
+
+    # -- giving back -------------------------------------------------------
 
     async def release(self, lease: Lease, *, discard: bool = False) -> bool:
         """Return ``lease`` to the pool if clean, else close it (Note [Clean returns]).
 
         Returns whether it went back to the pool.
         """
-        if lease.detached:
-            return False
         aconnection = lease.aconnection
         wrapper = lease.wrapper
         try:
             facade: SyncConnection | None = wrapper.connection
-            if facade is not None:
+            if facade is not None and facade.server_cursors:
                 for cursor in list(facade.server_cursors):
                     facade.forget(cursor)
                     await cursor.acursor.close()
@@ -279,126 +310,73 @@ class AliasPool:
             logger.exception("closing a connection of %r that could not be cleaned", self.alias)
             dirty = True
         # Per-task state borrowed by the wrapper while leased (see _connection.py).
-        wrapper.queries_log = collections.deque(maxlen=wrapper.queries_limit)
+        if wrapper.queries_log:
+            wrapper.queries_log = collections.deque(maxlen=wrapper.queries_limit)
         wrapper.execute_wrappers = []
         wrapper.force_debug_cursor = False
         wrapper.errors_occurred = False
         if dirty:
-            await self._discard(aconnection)
+            if aconnection.closed or aconnection.broken:
+                # Killed by the server: its idle siblings may be dead too.
+                self._suspect_before = time.monotonic()
+            self._drop(lease)
             return False
-        await self.pool.putconn(aconnection)
+        if lease.expires <= time.monotonic():
+            self._drop(lease)
+            return False
+        self._give_back(lease)
         return True
 
-    async def _discard(self, aconnection: PooledConnection) -> None:
-        aconnection.lease = None
-        with contextlib.suppress(Exception):
-            await aconnection.close()
-        await self.pool.putconn(aconnection)
+    def _give_back(self, lease: Lease) -> None:
+        if self.closed:
+            self._drop(lease)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(lease)
+                return
+        now = time.monotonic()
+        lease.idle_since = now
+        self._idle.append(lease)
+        # Idle the longest sit at the bottom: close those past max_idle.
+        idle = self._idle
+        while idle and self._size > self.min_size and idle[0].idle_since + self.max_idle < now:
+            self._drop(idle.pop(0))
+
+    def _drop(self, lease: Lease) -> None:
+        """Close ``lease``'s connection and free its slot."""
+        self._size -= 1
+        _close_now(lease.aconnection)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    # -- closing -----------------------------------------------------------
 
     async def close(self) -> None:
-        await self.pool.close()
+        """Close idle connections now and the others as they come back."""
+        self.close_now()
+
+    def close_now(self) -> None:
+        """``close()`` without the event loop (its loop may be closed already)."""
+        self.closed = True
+        idle, self._idle = self._idle, []
+        for lease in idle:
+            self._size -= 1
+            _close_now(lease.aconnection)
+        waiters, self._waiters = self._waiters, collections.deque()
+        for waiter in waiters:
+            if not waiter.done() and not waiter.get_loop().is_closed():
+                waiter.set_result(None)  # they see the pool closed
 
     def finish(self, lease: Lease) -> None:
         """End ``lease``'s server session without the event loop (its loop is closed)."""
-        lease.aconnection.lease = None
+        self._size -= 1
         with contextlib.suppress(Exception):
             lease.aconnection.pgconn.finish()
-
-    def finish_idle(self) -> None:
-        """Close the idle connections at once, without the event loop."""
-        # psycopg_pool has no loop-free close; finishing the libpq connections
-        # of its idle deque ends their server sessions.
-        for aconnection in list(getattr(self.pool, "_pool", ())):
-            with contextlib.suppress(Exception):
-                aconnection.pgconn.finish()
-
-
-class _LoopPools:
-    """The pools of one event loop, and the task that closes them at shutdown."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.pools: dict[str, AliasPool] = {}
-        self.closing: set[asyncio.Task[None]] = set()
-        # Held here because the loop keeps only weak references to tasks.
-        self.closer = loop.create_task(self._close_at_shutdown(loop), name="django_aio pools")
-
-    async def _close_at_shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
-        # asyncio.run() (and servers built on it) cancel every task before
-        # closing the loop: our cue to close this loop's pools.
-        try:
-            await asyncio.Future()
-        finally:
-            _loops.pop(loop, None)
-            pools = list(self.pools.values())
-            self.pools.clear()
-            for pool in pools:
-                # The pool's own worker tasks are being cancelled too, so its
-                # close() may be interrupted: finish idle connections first.
-                pool.finish_idle()
-                with contextlib.suppress(BaseException):
-                    await pool.close()
-                pool.finish_idle()
-
-    async def close(self) -> None:
-        pools = list(self.pools.values())
-        self.pools.clear()
-        for pool in pools:
-            await pool.close()
-
-    def abandon(self) -> None:
-        """Close idle connections without the loop (it is closed already)."""
-        self.closer.cancel()
-        pools = list(self.pools.values())
-        self.pools.clear()
-        for pool in pools:
-            pool.finish_idle()
-
-
-_loops: dict[asyncio.AbstractEventLoop, _LoopPools] = {}
-
-
-def pool_for(alias: str) -> AliasPool:
-    """The pool of ``alias`` on the running loop, created on first use."""
-    loop = asyncio.get_running_loop()
-    per_loop = _loops.get(loop)
-    if per_loop is None:
-        discard_closed_loops()
-        per_loop = _loops[loop] = _LoopPools(loop)
-    pool = per_loop.pools.get(alias)
-    if pool is not None and pool.fingerprint == _fingerprint(pool.settings_dict):
-        return pool
-    try:
-        settings_dict = connections.settings[alias]
-    except KeyError:
-        raise ConnectionDoesNotExist(f"The connection '{alias}' doesn't exist.") from None
-    if pool is not None:
-        closing = loop.create_task(pool.close())
-        per_loop.closing.add(closing)
-        closing.add_done_callback(per_loop.closing.discard)
-    pool = per_loop.pools[alias] = AliasPool(alias, settings_dict)
-    return pool
-
-
-def discard_closed_loops() -> None:
-    """Drop the pools of loops closed without cancelling their tasks."""
-    # Loops of other threads (async_to_sync in WSGI apps) may come and go
-    # meanwhile: work on a snapshot.
-    for loop in [loop for loop in list(_loops) if loop.is_closed()]:
-        stale = _loops.pop(loop, None)
-        if stale is not None:
-            stale.abandon()
-
-
-@atexit.register
-def _close_at_exit() -> None:
-    for loop in list(_loops):
-        stale = _loops.pop(loop, None)
-        if stale is not None:
-            stale.abandon()
-
-
-async def close_pools() -> None:
-    """Close every pool of the running loop (they reopen on next use)."""
-    per_loop = _loops.get(asyncio.get_running_loop())
-    if per_loop is not None:
-        await per_loop.close()

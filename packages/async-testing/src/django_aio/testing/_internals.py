@@ -4,7 +4,7 @@ django_aio.conn has no API for "every task of this test uses this one
 connection" or "which connections are checked out right now"; both are test
 concerns, so they live here, built on ``django_aio.conn.layers`` and, where
 that has no hook yet, on conn's private modules (``_scope._Lending``,
-``_pool.pool_for``/``AliasPool``, ``_wrapper.bridged_class``,
+``_loops.pool_for``, ``_pool.AliasPool``, ``_wrapper.bridged_class``,
 ``AsyncConnection._task_done``). Versions of django-aio-conn and
 django-aio-testing move together (see the dependency bounds), and everything
 this package touches is below.
@@ -47,7 +47,7 @@ from django.db import connections
 from django.db.utils import load_backend
 
 from django_aio.conn import AsyncConnection as _AsyncConnection
-from django_aio.conn import _pool, _scope, _wrapper, layers
+from django_aio.conn import _loops, _pool, _scope, _wrapper, layers
 
 __all__ = [
     "Checkout",
@@ -168,7 +168,7 @@ def window_holders(lease: Lease) -> list[asyncio.Task[Any]]:
 async def acquire_lease(alias: str) -> Lease:
     """A lease straight from the pool, held by no task."""
     install_tracking()
-    lease = await _pool.pool_for(alias).acquire()
+    lease = await _loops.pool_for(alias).acquire()
     _checkouts.pop(lease, None)  # the test's own connection is not a leak
     return lease
 

@@ -9,7 +9,12 @@ copies of this class.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base as postgresql
+
+from django_aio.conn._pool_options import pool_options
 
 __all__ = ["DatabaseWrapper"]
 
@@ -19,3 +24,26 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
 
     #: Read by django_aio.conn to accept an alias (subclasses inherit it).
     django_aio_bridgeable = True
+    settings_dict: dict[str, Any]
+
+    @property
+    def pool(self) -> Any:
+        """Django's sync pool, built from the same checked options as the async one.
+
+        ``OPTIONS["pool"]`` is validated by django_aio (clear errors for bad
+        values) and its defaults are filled in, so ``{"max_size": 2}`` gives
+        both sides ``min_size=1, max_size=2`` instead of psycopg_pool's
+        ``min_size=4`` failing on the sync side.
+        """
+        raw = self.settings_dict["OPTIONS"].get("pool")
+        if not raw or self.alias in self._connection_pools or self.alias == NO_DB_ALIAS:
+            return super().pool
+        options = pool_options(self.alias, self.settings_dict)
+        # Django's property reads OPTIONS["pool"] from this wrapper's settings:
+        # show it the full set for the one call, without touching the shared dict.
+        shared = self.settings_dict
+        self.settings_dict = {**shared, "OPTIONS": {**shared["OPTIONS"], "pool": options}}
+        try:
+            return super().pool
+        finally:
+            self.settings_dict = shared
