@@ -65,6 +65,7 @@ def test_djangos_sync_pool_gets_the_same_checked_options(
     # psycopg_pool's own min_size default (4) would refuse max_size 2.
     database_options["pool"] = {"max_size": 2}
     wrapper = connections.create_connection("default")
+    wrapper.close_pool()  # one an earlier test left (Django keeps one per alias)
     try:
         pool = wrapper.pool
         assert (pool.min_size, pool.max_size) == (1, 2)

@@ -2,12 +2,20 @@
 
 Note [How the bridge works]
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~
-``drive()`` starts the sync callable in a child greenlet of the calling
+``drive()`` runs the sync callable in a child greenlet of the calling
 task's greenlet. Whenever the sync code needs I/O it calls ``await_()``,
 which switches back to the task with the awaitable; the task awaits it on the
 loop (other tasks run meanwhile) and switches back into the greenlet with the
 result, or throws the exception into it. Django's ORM code therefore runs
-unchanged, one greenlet per unit of work, all in the loop's thread.
+unchanged, one greenlet per unit of work at a time, all in the loop's thread.
+
+Note [Parked greenlets]
+~~~~~~~~~~~~~~~~~~~~~~~
+A new greenlet per unit costs a stack allocation (an mmap and a page fault)
+on every ORM call. A bridge greenlet instead runs a loop: it takes a job,
+runs it, switches back with a ``_Done`` and waits for the next job, parked
+in a per-thread list. A unit that never finishes (its task destroyed while
+the greenlet waits for I/O) is simply never parked again.
 
 Note [Shared context]
 ~~~~~~~~~~~~~~~~~~~~~
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, ParamSpec, TypeVar, cast
@@ -60,12 +69,45 @@ _SLOW_FLOOR = 0.1
 
 
 class BridgeGreenlet(greenlet):
-    """A greenlet running sync code for one unit of work of an asyncio task."""
+    """A greenlet running sync code for units of work of asyncio tasks, one at a time.
 
-    def __init__(self, run: Callable[..., Any], parent: greenlet, unit: object) -> None:
-        super().__init__(run, parent)
+    Parked between units and reused (Note [Parked greenlets]).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(self._serve)
         # What the routing of ``django.db.connections`` reads: see _units.py.
-        self.django_aio_unit = unit
+        self.django_aio_unit: object = None
+
+    def _serve(self, job: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]) -> None:
+        while True:
+            fn, args, kwargs = job
+            try:
+                done = _Done(True, fn(*args, **kwargs))
+            except BaseException as exc:  # handed to the task, which raises it
+                done = _Done(False, exc)
+            del fn, args, kwargs
+            self.django_aio_unit = None
+            job = self.parent.switch(done)
+
+
+class _Done:
+    """What a bridge greenlet switches to its task with when its unit is over."""
+
+    __slots__ = ("ok", "value")
+
+    def __init__(self, ok: bool, value: Any) -> None:
+        self.ok = ok
+        self.value = value
+
+
+class _Parked(threading.local):
+    def __init__(self) -> None:
+        self.greenlets: list[BridgeGreenlet] = []
+
+
+_parked = _Parked()
+_MAX_PARKED = 32
 
 
 def in_bridge() -> bool:
@@ -170,12 +212,15 @@ def await_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 async def drive(unit: object, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run ``fn(*args, **kwargs)`` in a bridge greenlet; see Note [How the bridge works]."""
     current = getcurrent()
-    child = BridgeGreenlet(fn, current, unit)
+    parked = _parked.greenlets
+    child = parked.pop() if parked else BridgeGreenlet()
+    child.parent = current
     child.gr_context = current.gr_context  # Note [Shared context]
+    child.django_aio_unit = unit
     started = time.perf_counter()
-    value = child.switch(*args, **kwargs)
+    value = child.switch((fn, args, kwargs))
     _check_slow(started, fn)
-    while not child.dead:
+    while type(value) is not _Done:
         try:
             result = await value
         except BaseException as exc:  # cancellation included: the sync code cleans up
@@ -185,7 +230,17 @@ async def drive(unit: object, fn: Callable[P, T], *args: P.args, **kwargs: P.kwa
             started = time.perf_counter()
             value = child.switch(result)
         _check_slow(started, fn)
-    return cast(T, value)
+    if len(parked) < _MAX_PARKED:
+        child.gr_context = None
+        parked.append(child)
+    if value.ok:
+        return cast(T, value.value)
+    error: BaseException = value.value
+    del value
+    try:
+        raise error
+    finally:
+        del error
 
 
 def _check_slow(started: float, fn: Callable[..., Any]) -> None:

@@ -97,7 +97,8 @@ class Lease:
         wrapper = self.wrapper
         if wrapper.in_atomic_block or not wrapper.autocommit:
             return True
-        return self.aconnection.info.transaction_status != TransactionStatus.IDLE
+        # pgconn's own status: ``info`` would build an object per call.
+        return self.aconnection.pgconn.transaction_status != TransactionStatus.IDLE
 
     def usable_connection(self) -> psycopg.AsyncConnection[Any]:
         """The async connection, replaced in its own slot if Django closed it.

@@ -20,7 +20,7 @@ from asgiref.sync import AsyncToSync
 from django.db import connections
 from greenlet import getcurrent
 
-from ._greenlet import BridgeGreenlet, await_, drive, start
+from ._greenlet import BridgeGreenlet, await_, await_coroutine, drive, start
 from ._scope import Scope, current_scope, lending, restore_ownership, save_ownership
 
 if TYPE_CHECKING:
@@ -66,7 +66,8 @@ class Unit:
                 # ConnectionHandler turns this into ConnectionDoesNotExist.
                 raise AttributeError(alias)
             conn = self.scope.connection(alias)
-            lease = await_(conn.hold())
+            # Usually no I/O at all (an idle pooled connection): no switch.
+            lease = await_coroutine(conn.hold())
             self.own.append(conn)
             self.leases[alias] = lease
         return lease.wrapper
