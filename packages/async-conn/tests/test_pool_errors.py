@@ -182,3 +182,21 @@ def _pid_after(seconds: float) -> int:
         cursor.execute("SELECT pg_backend_pid() FROM pg_sleep(%s)", [seconds])
         (pid,) = cursor.fetchone()
     return int(pid)
+
+
+async def test_a_server_that_never_answers_fails_within_the_pool_timeout(
+    settings_dict: dict[str, Any],
+) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog) and never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        settings_dict.update(HOST="127.0.0.1", PORT=str(silent.getsockname()[1]))
+        settings_dict["OPTIONS"] = {**settings_dict["OPTIONS"], "pool": {"timeout": 1.0}}
+        started = time.monotonic()
+        with pytest.raises(OperationalError) as caught:
+            await backend_pid()
+        waited = time.monotonic() - started
+        await async_connections.close_pools()
+    assert waited < 5  # libpq's shortest connect timeout is 2 s
+    assert str(caught.value).startswith("couldn't connect to database 'default': ")
+    assert "timeout expired" in str(caught.value)

@@ -44,6 +44,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import time
 from typing import Any, cast
 
@@ -158,6 +159,13 @@ class AliasPool:
         kwargs["autocommit"] = True
         server_side = settings_dict.get("OPTIONS", {}).get("server_side_binding") is True
         kwargs["cursor_factory"] = psycopg.AsyncCursor if server_side else psycopg.AsyncClientCursor
+        # Never wait longer for a server that accepts and does not answer than
+        # for a free connection (libpq counts whole seconds).
+        wanted = math.ceil(self.timeout)
+        configured = kwargs.get("connect_timeout")
+        if configured is not None and str(configured).strip():
+            wanted = min(wanted, int(configured)) if int(configured) > 0 else wanted
+        kwargs["connect_timeout"] = max(wanted, 1)
         self.connect_kwargs = kwargs
         self._idle: list[Lease] = []  # a stack: the last returned goes out first
         self._size = 0  # connections open or being opened
@@ -263,7 +271,11 @@ class AliasPool:
         try:
             return await psycopg.AsyncConnection.connect(**self.connect_kwargs)
         except psycopg.Error as exc:
-            raise _as_django_error(exc, f"couldn't connect to database {self.alias!r}: ") from exc
+            # psycopg's traceback holds the half-open libpq connection: drop it
+            # so that keeping the error does not keep a server session.
+            raise _as_django_error(exc, f"couldn't connect to database {self.alias!r}: ") from (
+                exc.with_traceback(None)
+            )
 
     async def _open(self) -> Lease:
         self._size += 1
