@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ._cursor import AsyncCursor
     from ._pool import Lease
     from ._scope import Scope
+    from ._units import Unit
 
 __all__ = ["AsyncConnection"]
 
@@ -183,6 +184,7 @@ class AsyncConnection:
         from ._units import Unit
 
         lease = self.lease
+        unit: Unit
         if tenure is None or tenure is not self._tenure or lease is None:
             unit = Unit(None)
         else:
@@ -190,8 +192,8 @@ class AsyncConnection:
         self._active += 1
         try:
             if not shield:
-                return await drive(unit, fn, *args)
-            done, rest = start(drive(unit, fn, *args))
+                return await _drive_and_finish(unit, fn, *args)
+            done, rest = start(_drive_and_finish(unit, fn, *args))
             if done:
                 return cast(T, rest)
             # The rest runs in a task of its own so that it can be shielded;
@@ -248,9 +250,13 @@ class AsyncConnection:
         self._spawn_release(lease, False, "ended")
 
     def _spawn_release(self, lease: Lease, discard: bool, how: str) -> None:
-        task = self.scope.loop.create_task(self._release_for_ended(lease, discard, how))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        # Usually finishes at once (Note [Fast path]); a task only for a rest,
+        # so that a loop shutting down right now does not drop the release.
+        done, rest = start(self._release_for_ended(lease, discard, how))
+        if not done:
+            task = self.scope.loop.create_task(rest)
+            _background.add(task)
+            task.add_done_callback(_background.discard)
 
     async def _release_for_ended(self, lease: Lease, discard: bool, how: str) -> None:
         returned = await lease.pool.release(lease, discard=discard)
@@ -404,6 +410,14 @@ class AsyncConnection:
             yield
         finally:
             self.execute_wrappers.pop()
+
+
+async def _drive_and_finish(unit: Unit, fn: Callable[..., T], *args: Any) -> T:
+    try:
+        return await drive(unit, fn, *args)
+    finally:
+        if unit.own:  # connections of other aliases the unit took on the way
+            await unit.finish()
 
 
 def _bridged_callback(func: Callable[[], Awaitable[Any] | Any]) -> Callable[[], Any]:
