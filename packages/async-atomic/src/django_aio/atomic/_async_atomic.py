@@ -143,39 +143,53 @@ class AsyncAtomic:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        entry = self._pop_entry()
+        entry = self._pop_entry(exc_type)
+        if entry is None:
+            return
         try:
             if entry.lending_token is not None:
                 # Fails when left from another task, whose context never had it.
                 with contextlib.suppress(ValueError, RuntimeError):
                     lending_var.reset(entry.lending_token)
-            # Note [Uncancellable exit]
-            await entry.connection.run_held(
-                entry.tenure, entry.atomic.__exit__, exc_type, exc, tb, shield=True
-            )
+            if entry.tenure is entry.connection.tenure:
+                # Note [Uncancellable exit]
+                await entry.connection.run_held(
+                    entry.tenure, entry.atomic.__exit__, exc_type, exc, tb, shield=True
+                )
+            # Else the connection was already given back (closed, as a
+            # transaction was open) when its task ended or was destroyed:
+            # nothing is left to commit or roll back (Note [Task end] in
+            # django_aio.conn).
         finally:
             await entry.pinned.__aexit__(None, None, None)
 
-    def _pop_entry(self) -> _Entry:
-        task = asyncio.current_task()
-        assert task is not None
-        key: asyncio.Task[Any] | None = task
-        stack = self._open.get(task)
+    def _pop_entry(self, exc_type: type[BaseException] | None) -> _Entry | None:
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # the garbage collector, in a thread with no loop
+            task = None
+        stack = self._open.get(task) if task is not None else None
+        key = task
         if stack is None:
             # Left from another task: the loop finalizing an abandoned async
             # generator (Note [Uncancellable exit]). A fresh async_atomic()
             # per block has one owner; a shared one is ambiguous.
             owners = list(self._open.items())
+            if not owners and exc_type is GeneratorExit:
+                # The garbage collector closing the coroutine of a destroyed
+                # pending task: django_aio.conn closed its connection already.
+                return None
             if len(owners) != 1:
+                where = "no task" if task is None else f"task {task.get_name()!r}"
                 raise RuntimeError(
-                    f"{self!r} was exited in task {task.get_name()!r}, which did not "
-                    f"enter it, and {len(owners)} tasks have it open; use a new "
-                    f"async_atomic() for each block."
+                    f"{self!r} was exited in {where}, which did not enter it, and "
+                    f"{len(owners)} tasks have it open; use a new async_atomic() for "
+                    f"each block."
                 )
             key, stack = owners[0]
         entry = stack.pop()
         if not stack and key is not None:
-            del self._open[key]
+            self._open.pop(key, None)
         return entry
 
 

@@ -34,8 +34,11 @@ closes the connection and may reconnect (``set_autocommit(True)``). The lease
 then opens its replacement in its own slot: it never waits for a second one
 while holding the first, which would stall every task when a failover hits
 all slots at once. After a connection came back broken, idle connections
-older than that are checked before they are handed out, so the first
-request after a server restart does not get a stale one.
+older than that are checked before they are handed out. Every idle
+connection is also polled (one system call) as it leaves the pool: one the
+server has already said goodbye on is dropped, so the first request after a
+server restart or shutdown gets a fresh connection (or the real "connection
+refused") rather than a stale one.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import collections
 import contextlib
 import logging
 import math
+import select
 import time
 from typing import Any, cast
 
@@ -52,7 +56,7 @@ import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db import utils
 from django.db.utils import load_backend
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ConnStatus, TransactionStatus
 
 from ._errors import PoolClosed, PoolTimeout, TooManyWaiting
 from ._facade import SyncConnection
@@ -64,7 +68,14 @@ __all__ = ["AliasPool", "Lease"]
 
 logger = logging.getLogger("django_aio.conn")
 
-_EXPIRED = object()  # what the timer sends a waiter whose time is up
+
+class _Expired:
+    """What the timer sends a waiter whose time is up: how many others still wait."""
+
+    __slots__ = ("others",)
+
+    def __init__(self, others: int) -> None:
+        self.others = others
 
 
 class Lease:
@@ -112,6 +123,28 @@ class Lease:
         self.aconnection = await_(self.pool.connect())
         self.expires = time.monotonic() + self.pool.max_lifetime
         return self.aconnection
+
+
+def _still_open(aconnection: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether an idle connection is still usable, as far as one system call can tell.
+
+    An idle connection has nothing to read unless the server spoke first:
+    almost always a shutdown or ``pg_terminate_backend`` notice, or the end
+    of the stream. Handing such a connection out would fail the next query
+    with a message about the old server, so it is dropped here instead (Note
+    [Dead connections]); the rare harmless message (a notice, a LISTEN
+    notification, which pooled connections should not rely on) costs a
+    reconnection, nothing more.
+    """
+    if aconnection.closed:
+        return False
+    pgconn = aconnection.pgconn
+    try:
+        poller = select.poll()  # not select(): descriptors may be above 1024
+        poller.register(pgconn.socket, select.POLLIN)
+        return not poller.poll(0) and pgconn.status == ConnStatus.OK
+    except (OSError, ValueError, psycopg.Error):
+        return False
 
 
 def _close_now(aconnection: psycopg.AsyncConnection[Any]) -> None:
@@ -199,7 +232,7 @@ class AliasPool:
                 raise PoolClosed(self.alias)
             if self._idle:
                 lease = self._idle.pop()
-                if lease.expires <= time.monotonic() or lease.aconnection.closed:
+                if lease.expires <= time.monotonic() or not _still_open(lease.aconnection):
                     self._drop(lease)
                     continue
                 if (self.check or lease.idle_since <= self._suspect_before) and not (
@@ -252,18 +285,22 @@ class AliasPool:
             raise
         finally:
             timer.cancel()
-        if handed is _EXPIRED:
-            raise self._timed_out(started)
+        if isinstance(handed, _Expired):
+            raise self._timed_out(started, handed.others)
         return cast(Lease | None, handed)
 
     def _expire(self, waiter: asyncio.Future[Any]) -> None:
         if not waiter.done():
-            waiter.set_result(_EXPIRED)
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
+            waiter.set_result(_Expired(self._waiting()))
 
-    def _timed_out(self, started: float) -> PoolTimeout:
-        others = sum(1 for waiter in self._waiters if not waiter.done())
+    def _waiting(self) -> int:
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    def _timed_out(self, started: float, others: int | None = None) -> PoolTimeout:
+        if others is None:
+            others = self._waiting()
         return PoolTimeout(self.alias, self.max_size, time.monotonic() - started, others)
 
     async def connect(self) -> psycopg.AsyncConnection[Any]:
