@@ -1,0 +1,1 @@
+"""The fault suite's Django test app: a ledger and a shelf of books."""
