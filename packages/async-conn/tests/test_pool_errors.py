@@ -200,3 +200,18 @@ async def test_a_server_that_never_answers_fails_within_the_pool_timeout(
     assert waited < 5  # libpq's shortest connect timeout is 2 s
     assert str(caught.value).startswith("couldn't connect to database 'default': ")
     assert "timeout expired" in str(caught.value)
+
+
+def test_djangos_sync_pool_keeps_its_callbacks(database_options: dict[str, Any]) -> None:
+    # Callbacks only the sync pool can call reach it untouched (the async pool
+    # refuses them, see test_pool.py).
+    def reset(connection: object) -> None:
+        pass
+
+    database_options["pool"] = {"reset": reset}
+    wrapper = connections.create_connection("default")
+    wrapper.close_pool()
+    try:
+        assert wrapper.pool._reset is reset
+    finally:
+        wrapper.close_pool()

@@ -38,11 +38,15 @@ _POSITIVE = ("timeout", "max_lifetime", "max_idle", "reconnect_timeout")
 _SYNC_ONLY = ("check", "configure", "reset", "reconnect_failed", "connection_class")
 
 
-def pool_options(alias: str, settings_dict: Mapping[str, Any]) -> dict[str, Any]:
+def pool_options(
+    alias: str, settings_dict: Mapping[str, Any], *, for_sync: bool = False
+) -> dict[str, Any]:
     """The validated pool options of ``alias``, defaults filled in.
 
     The same set serves django_aio's async pool and, through the ENGINE,
-    Django's own sync pool, so both sides agree on the sizes.
+    Django's own sync pool, so both sides agree on the sizes. ``for_sync``
+    keeps the callbacks only Django's sync pool can call (``check``,
+    ``configure``, ...); the async pool refuses them.
     """
     raw = settings_dict.get("OPTIONS", {}).get("pool")
     where = f"DATABASES[{alias!r}]['OPTIONS']['pool']"
@@ -57,6 +61,9 @@ def pool_options(alias: str, settings_dict: Mapping[str, Any]) -> dict[str, Any]
         )
     for key, value in raw.items():
         if key in _SYNC_ONLY:
+            if for_sync:
+                options[key] = value
+                continue
             raise ImproperlyConfigured(
                 f"{where}[{key!r}] is a callback for Django's sync pool; django_aio's "
                 f"async pool cannot call it. Remove it (set CONN_HEALTH_CHECKS = True "

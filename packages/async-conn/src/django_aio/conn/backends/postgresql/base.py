@@ -38,7 +38,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         raw = self.settings_dict["OPTIONS"].get("pool")
         if not raw or self.alias in self._connection_pools or self.alias == NO_DB_ALIAS:
             return super().pool
-        options = pool_options(self.alias, self.settings_dict)
+        options = pool_options(self.alias, self.settings_dict, for_sync=True)
         # Django's property reads OPTIONS["pool"] from this wrapper's settings:
         # show it the full set for the one call, without touching the shared dict.
         shared = self.settings_dict
