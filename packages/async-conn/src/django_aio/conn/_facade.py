@@ -190,14 +190,16 @@ class SyncConnection:
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> SyncCursor:
         return self.cursor().execute(query, params, **kwargs)
 
+    # Through the fast path (Note [Fast path] in _greenlet.py): closing, and
+    # the setters below, never wait, so they need no switch to the task.
     def commit(self) -> None:
-        await_(self.aconnection.commit())
+        await_coroutine(self.aconnection.commit())
 
     def rollback(self) -> None:
-        await_(self.aconnection.rollback())
+        await_coroutine(self.aconnection.rollback())
 
     def close(self) -> None:
-        await_(self.aconnection.close())
+        await_coroutine(self.aconnection.close())
 
     @property
     def closed(self) -> bool:
@@ -216,7 +218,7 @@ class SyncConnection:
             return getattr(self.aconnection, name)
 
         def fset(self: SyncConnection, value: Any) -> None:
-            await_(getattr(self.aconnection, setter_name)(value))
+            await_coroutine(getattr(self.aconnection, setter_name)(value))
 
         return property(fget, fset)
 
