@@ -226,6 +226,7 @@ class AsyncConnection:
         if lease is None or self._borrowed:
             return
         self.lease, self._holds, self._tenure = None, 0, None
+        self._reclaiming(lease)
         loop = self.scope.loop
         if loop.is_closed():
             lease.pool.finish(lease)
@@ -233,6 +234,9 @@ class AsyncConnection:
         # The garbage collector may run in any thread: hand over to the loop.
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(self._spawn_release, lease, True, "was destroyed")
+
+    def _reclaiming(self, lease: Lease) -> None:
+        """Called as a connection its task left held is taken back (a hook for test tooling)."""
 
     def _reclaim_soon(self, hops: int = 0) -> None:
         if hops:
@@ -247,6 +251,7 @@ class AsyncConnection:
             self._orphaned = True
             return
         self.lease, self._holds, self._tenure = None, 0, None
+        self._reclaiming(lease)
         self._spawn_release(lease, False, "ended")
 
     def _spawn_release(self, lease: Lease, discard: bool, how: str) -> None:

@@ -5,7 +5,7 @@ connection" or "which connections are checked out right now"; both are test
 concerns, so they live here, built on ``django_aio.conn.layers`` and, where
 that has no hook yet, on conn's private modules (``_scope._Lending``,
 ``_loops.pool_for``, ``_pool.AliasPool``, ``_wrapper.bridged_class``,
-``AsyncConnection._task_done``). Versions of django-aio-conn and
+``AsyncConnection._reclaiming``). Versions of django-aio-conn and
 django-aio-testing move together (see the dependency bounds), and everything
 this package touches is below.
 
@@ -255,20 +255,20 @@ def install_tracking() -> None:
     cls.release = tracked_release
     cls._django_aio_tracked = True
 
-    # conn closes the connection of a task that ends holding one (and logs a
-    # warning); a test must still fail for it, so remember it here.
+    # conn takes back the connection a task left held when it ended (and
+    # closes it if a transaction was open); a test must still fail for it,
+    # so remember it here. A block an abandoned async generator leaves later
+    # gives its connection back itself and is not a leak.
     connection_class: Any = _AsyncConnection
-    task_done = connection_class._task_done
+    reclaiming = connection_class._reclaiming
 
-    def tracked_task_done(self: Any, task: asyncio.Task[Any]) -> None:
-        lease = self.lease
-        if lease is not None and not self._borrowed:
-            who = _checkouts.get(lease)
-            if who is not None:
-                _ended_holding.append((who, lease.in_transaction()))
-        task_done(self, task)
+    def tracked_reclaiming(self: Any, lease: Lease) -> None:
+        who = _checkouts.get(lease)
+        if who is not None:
+            _ended_holding.append((who, lease.in_transaction()))
+        reclaiming(self, lease)
 
-    connection_class._task_done = tracked_task_done
+    connection_class._reclaiming = tracked_reclaiming
 
 
 # Per loop: the aliases the running test may use, and how to allow another.
