@@ -256,6 +256,9 @@ class AliasPool:
             logger.debug("closing a broken idle connection of %r", self.name)
             self._drop(lease)
             return False
+        except BaseException:  # cancelled mid-check: the slot must not be lost
+            self._drop(lease)
+            raise
         return True
 
     async def _wait(self, started: float, deadline: float) -> Lease | None:
