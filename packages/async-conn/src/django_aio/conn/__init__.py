@@ -17,6 +17,7 @@ from ._errors import (
 )
 from ._greenlet import await_, in_bridge
 from ._handler import AsyncConnectionHandler, async_connections
+from ._named_cursor import AsyncNamedCursor
 from ._pool_options import DEFAULT_POOL_OPTIONS
 from ._units import install, run_sync
 
@@ -25,6 +26,7 @@ __all__ = [
     "AsyncConnection",
     "AsyncConnectionHandler",
     "AsyncCursor",
+    "AsyncNamedCursor",
     "BridgeRequired",
     "ConnectionOwnedByAnotherTask",
     "PoolClosed",

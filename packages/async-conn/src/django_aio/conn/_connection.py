@@ -34,19 +34,22 @@ import inspect
 import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.transaction import TransactionManagementError
 
 from ._greenlet import await_, drive, start, uncancellable
+from ._introspection import Introspection
 from ._loops import pool_for
+from ._manual import ManualTransactions
 from ._scope import act_for, find_borrowable, pop_pin, push_pin
 from ._testcase import BoundLease, bound_lease
 
 if TYPE_CHECKING:
     from ._cursor import AsyncCursor
+    from ._named_cursor import AsyncNamedCursor
     from ._pool import Lease
     from ._scope import Scope
     from ._units import Unit
@@ -60,7 +63,7 @@ logger = logging.getLogger("django_aio.conn")
 _background: set[asyncio.Task[None]] = set()
 
 
-class AsyncConnection:
+class AsyncConnection(ManualTransactions, Introspection):
     """A task's connection to one database alias.
 
     Outside a transaction it holds no physical connection: each unit of work
@@ -324,13 +327,35 @@ class AsyncConnection:
 
     # -- cursors -----------------------------------------------------------
 
-    @asynccontextmanager
-    async def cursor(self) -> AsyncIterator[AsyncCursor]:
+    @overload
+    def cursor(self) -> AbstractAsyncContextManager[AsyncCursor]: ...
+    @overload
+    def cursor(
+        self, name: str, *, scrollable: bool | None = None, withhold: bool | None = None
+    ) -> AbstractAsyncContextManager[AsyncNamedCursor]: ...
+    def cursor(
+        self,
+        name: str | None = None,
+        *,
+        scrollable: bool | None = None,
+        withhold: bool | None = None,
+    ) -> AbstractAsyncContextManager[AsyncCursor]:
         """``async with connection.cursor() as cursor:``: a cursor on a held connection.
 
         The connection is held for the block (from the pool, or the one of the
-        open transaction) and returned when the block ends.
+        open transaction) and returned when the block ends. With ``name``, a
+        named (server-side) cursor, closed when the block ends; ``scrollable``
+        and ``withhold`` as in psycopg, except that ``withhold=None`` follows
+        Django (``WITH HOLD`` outside a transaction; see _named_cursor.py).
         """
+        if name is not None:
+            from ._named_cursor import named_cursor
+
+            return named_cursor(self, name, scrollable, withhold)
+        return self._cursor()
+
+    @asynccontextmanager
+    async def _cursor(self) -> AsyncIterator[AsyncCursor]:
         from ._cursor import AsyncCursor
         from ._units import run_sync
 

@@ -81,20 +81,29 @@ class BridgedWrapperMixin:
             connection.isolation_level = self.isolation_level
         return connection
 
-    def create_cursor(self, name: str | None = None) -> SyncCursor:
+    def create_cursor(
+        self,
+        name: str | None = None,
+        *,
+        scrollable: bool | None = False,
+        withhold: bool | None = None,
+    ) -> SyncCursor:
+        # The keywords are for AsyncConnection.cursor(name=...); Django passes
+        # only ``name``.
         assert self.connection is not None
         aconnection = self.connection.aconnection
         acursor: Any
         if name:
             # As in Django: holdable when in autocommit, since the cursor
             # outlives the implicit transaction of its first fetch.
-            withhold = aconnection.autocommit
+            if withhold is None:
+                withhold = aconnection.autocommit
             if self.settings_dict["OPTIONS"].get("server_side_binding") is not True:
                 acursor = AsyncServerSideClientCursor(
-                    aconnection, name=name, scrollable=False, withhold=withhold
+                    aconnection, name=name, scrollable=scrollable, withhold=withhold
                 )
             else:
-                acursor = aconnection.cursor(name, scrollable=False, withhold=withhold)
+                acursor = aconnection.cursor(name, scrollable=scrollable, withhold=withhold)
         else:
             acursor = aconnection.cursor()
         tzloader = aconnection.adapters.get_loader(_TIMESTAMPTZ_OID, Format.TEXT)
