@@ -11,7 +11,7 @@ from ._dropin import disable_drop_in, drop_in, drop_in_enabled, enable_drop_in
 from ._facade import AsyncQuery, AsyncRelatedManager
 from ._guards import deferred_message, queryset_message, relation_message
 from ._mixin import AsyncMixin, AsyncObjects
-from ._queryset import AsyncManager, AsyncQueryMethods, AsyncQuerySet
+from ._queryset import AsyncManager, AsyncQueryMethods, AsyncQuerySet, AwaitableRow
 
 __all__ = [
     "AsyncManager",
@@ -21,6 +21,7 @@ __all__ = [
     "AsyncQueryMethods",
     "AsyncQuerySet",
     "AsyncRelatedManager",
+    "AwaitableRow",
     "deferred_message",
     "disable_drop_in",
     "drop_in",

@@ -13,7 +13,7 @@ from contextlib import aclosing
 from typing import Any, Generic, NoReturn, TypeVar, overload
 
 from django.core.exceptions import SynchronousOnlyOperation
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 
 from ._bridge import run
 from ._queryset import AsyncQueryMethods, AsyncQuerySet
@@ -30,6 +30,11 @@ _LEN_MESSAGE = (
 _BOOL_MESSAGE = (
     "the truth value of an async query would run a database query synchronously; "
     "use `await query.exists()` (Django: `await queryset.aexists()`)."
+)
+_NEGATIVE_INDEX_MESSAGE = (
+    "Negative indexing is not supported (as in Django). For the last row use "
+    "`await query.last()` (Django: `await queryset.alast()`); for the last n, "
+    "reverse the ordering and slice: `await query.reverse()[:n].eval()`."
 )
 _ITER_MESSAGE = (
     "an async query can't be iterated synchronously; use `async for obj in query` "
@@ -263,7 +268,29 @@ class AsyncQuery(Generic[M]):
         """``query[2:5]`` is a sliced query; ``await query[0]`` fetches one row."""
         if isinstance(key, slice):
             return self._chain(self.queryset[key])
+        if isinstance(key, int) and key < 0:
+            raise ValueError(_NEGATIVE_INDEX_MESSAGE)
         return self._one(key)
+
+    # Set operators, as on Django's querysets (``q1 | q2``): a new query of
+    # the rows matching either / both / exactly one. The right operand may
+    # be an AsyncQuery or a QuerySet.
+    def __or__(self, other: AsyncQuery[M] | Any) -> AsyncQuery[M]:
+        return self._combine(other, "__or__")
+
+    def __and__(self, other: AsyncQuery[M] | Any) -> AsyncQuery[M]:
+        return self._combine(other, "__and__")
+
+    def __xor__(self, other: AsyncQuery[M] | Any) -> AsyncQuery[M]:
+        return self._combine(other, "__xor__")
+
+    def _combine(self, other: Any, operator: str) -> AsyncQuery[M]:
+        if isinstance(other, AsyncQuery):
+            other = other.queryset
+        elif not isinstance(other, QuerySet):
+            # Python then raises its own TypeError ("unsupported operand").
+            return NotImplemented  # type: ignore[no-any-return]
+        return self._chain(getattr(self.queryset, operator)(other))
 
     async def _one(self, index: int) -> M:
         target = await self._target()

@@ -7,16 +7,19 @@ and sync code keep working with these managers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from django.db.models import Model, QuerySet
 from django.db.models.manager import BaseManager
 
+from django_aio.conn import in_bridge
+
 from ._bridge import run
 from ._iteration import aiterator
 
-__all__ = ["AsyncManager", "AsyncQueryMethods", "AsyncQuerySet"]
+__all__ = ["AsyncManager", "AsyncQueryMethods", "AsyncQuerySet", "AwaitableRow"]
 
 M = TypeVar("M", bound=Model)
 T = TypeVar("T")
@@ -175,8 +178,81 @@ class AsyncQueryMethods(Generic[M]):
         def count(self) -> int: ...
 
 
+class AwaitableRow(Generic[M]):
+    """What ``queryset[i]`` is in async code: ``await`` it for the row.
+
+    Reading an attribute of it (forgetting the ``await``) raises an error that
+    says so, instead of failing later on a coroutine.
+    """
+
+    __slots__ = ("_index", "_queryset")
+
+    def __init__(self, queryset: AsyncQuerySet[M], index: int) -> None:
+        self._queryset = queryset
+        self._index = index
+
+    def __await__(self) -> Generator[Any, None, M]:
+        return self._fetch().__await__()
+
+    async def _fetch(self) -> M:
+        qs, index = self._queryset, self._index
+        if qs._result_cache is not None:  # evaluated or prefetched: no query
+            return qs._result_cache[index]  # type: ignore[no-any-return]
+        # In the bridge __getitem__ is Django's own (Note [Indexing]).
+        return await run(qs.__getitem__, index)
+
+    def __repr__(self) -> str:
+        return f"<AwaitableRow {self._queryset.model.__name__}[{self._index}]>"
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"queryset[{self._index}] in async code must be awaited: use "
+            f"`(await queryset[{self._index}]).{name}`."
+        )
+
+
 class AsyncQuerySet(AsyncQueryMethods[M], QuerySet):
-    """A Django ``QuerySet`` whose async methods run on the event loop; plus ``alist()``."""
+    """A Django ``QuerySet`` whose async methods run on the event loop; plus ``alist()``.
+
+    Note [Indexing]
+    ~~~~~~~~~~~~~~~
+    In async code (a running loop in this thread, outside the bridge)
+    ``qs[i]`` is an ``AwaitableRow``: ``await qs[i]`` runs the one-row query
+    on the loop, or reads the row from the result cache if the queryset was
+    evaluated or prefetched. Everywhere else (sync code, code run by
+    ``run_sync``, Django's own internals) it is Django's ``__getitem__``, so
+    admin, forms and sync code are unchanged. Slices are always Django's:
+    they return querysets.
+    """
+
+    def __getitem__(self, k: int | slice) -> Any:
+        """``await qs[i]`` in async code (Note [Indexing]); ``qs[a:b]`` is a queryset."""
+        if isinstance(k, int) and not in_bridge() and _loop_running():
+            if k < 0:
+                raise ValueError("Negative indexing is not supported.")  # Django's words
+            return AwaitableRow(self, k)
+        return super().__getitem__(k)
+
+    # Set operators keep the left operand's class: Django builds the result
+    # from the model's base manager (a plain QuerySet) when that operand is
+    # sliced, or returns a plain right operand as is.
+    def __or__(self, other: Any) -> AsyncQuerySet[M]:
+        return self._keep_class(super().__or__(other))
+
+    def __and__(self, other: Any) -> AsyncQuerySet[M]:
+        return self._keep_class(super().__and__(other))
+
+    def __xor__(self, other: Any) -> AsyncQuerySet[M]:
+        return self._keep_class(super().__xor__(other))
+
+    def _keep_class(self, result: Any) -> AsyncQuerySet[M]:
+        if isinstance(result, AsyncQuerySet):
+            return result
+        # A fresh copy of the result's state in an instance of our class
+        # (``__class__`` assignment is refused: the layouts differ).
+        clone = object.__new__(type(self))
+        clone.__dict__.update(result._chain().__dict__)
+        return clone
 
     def __aiter__(self) -> AsyncIterator[M]:
         async def rows() -> AsyncIterator[M]:
@@ -225,6 +301,14 @@ def _bridged_method(name: str) -> Callable[..., Any]:
     method.__name__ = method.__qualname__ = f"a{name}"
     method.__doc__ = f"``{name}()`` through the bridge."
     return method
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 # Migrations refer to managers by import path; use the public one.
