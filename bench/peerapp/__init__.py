@@ -1,0 +1,1 @@
+"""The models, settings and ASGI app shared by every Django row of bench/peers.py."""

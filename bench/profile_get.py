@@ -1,0 +1,212 @@
+"""Per-operation profile of ``await Item.objects.aget(pk=...)``: where each implementation spends.
+
+Usage:  uv run python bench/profile_get.py [--n 2000] [--python PY312] [--no-strace]
+
+For django-aio drop-in, django-async-backend, Django's own async ORM and raw
+psycopg (the floor), each in a fresh process of bench/.venv-peers, after a
+warm-up, per ``aget`` by primary key:
+
+- wall and CPU microseconds (``time.process_time``: every thread of the process);
+- greenlet switches (``greenlet.settrace``, counting ``switch`` and ``throw`` events);
+- event-loop iterations (``loop._run_once`` wrapped; asyncio's pure-Python loop);
+- system calls, when ``strace`` is installed (``strace -f -c``, every thread):
+  two runs that differ only in the number of measured operations, so start-up
+  and shut-down cancel out.
+
+Prints a table and writes it to bench/PROFILE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import peer_env  # noqa: E402  (standard library only: runs before the environment exists)
+
+IMPLS = ["aio", "dab", "django", "raw"]
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="measured operations")
+    parser.add_argument("--python", help="the Python to build bench/.venv-peers on")
+    parser.add_argument("--no-strace", action="store_true", help="skip the system-call count")
+    parser.add_argument("--out", type=Path, default=HERE / "PROFILE.md")
+    parser.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
+    parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    _args = _parse()
+    peer_env.reexec(__file__, _args.python)
+
+# -- from here on, inside bench/.venv-peers -----------------------------------
+
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+from peer_impls import IMPLEMENTATIONS, ITEMS, Impl  # noqa: E402
+
+WARM_UP = 300
+
+
+async def _gets(impl: Impl, n: int) -> None:
+    for i in range(n):
+        await impl.get(i % ITEMS + 1)
+
+
+async def profile(impl: Impl, n: int, plain: bool) -> dict[str, float]:
+    """Warm up, then time ``n`` gets, then count switches and loop iterations over ``n`` more."""
+    await impl.start()
+    try:
+        await _gets(impl, WARM_UP)
+        await asyncio.sleep(1.0)  # let the pools finish opening their connections
+        if plain:  # under strace: only the operations, nothing else
+            await _gets(impl, n)
+            return {}
+        wall, cpu = time.perf_counter(), time.process_time()
+        await _gets(impl, n)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        switches, iterations = await _count(impl, n)
+    finally:
+        await impl.stop()
+    return {
+        "wall_us": wall / n * 1e6,
+        "cpu_us": cpu / n * 1e6,
+        "switches": switches / n,
+        "iterations": iterations / n,
+    }
+
+
+async def _count(impl: Impl, n: int) -> tuple[int, int]:
+    import greenlet
+
+    switches = iterations = 0
+
+    def trace(event: str, args: Any) -> None:
+        nonlocal switches
+        if event in ("switch", "throw"):
+            switches += 1
+
+    loop: Any = asyncio.get_running_loop()
+    run_once = loop._run_once
+
+    def counted_run_once() -> None:
+        nonlocal iterations
+        iterations += 1
+        run_once()
+
+    loop._run_once = counted_run_once  # run_forever looks it up on each iteration
+    previous = greenlet.settrace(trace)
+    try:
+        await _gets(impl, n)
+    finally:
+        greenlet.settrace(previous)
+        del loop._run_once
+    return switches, iterations
+
+
+def child(key: str, n: int, plain: bool) -> None:
+    impl_class = IMPLEMENTATIONS[key]
+    if impl_class.flavour:
+        from peerapp.settings import configure
+
+        configure(impl_class.flavour)  # type: ignore[arg-type]
+    print(json.dumps(asyncio.run(profile(impl_class(), n, plain))))
+
+
+# -- the parent: one process per implementation --------------------------------
+
+
+def _child_command(key: str, n: int, plain: bool) -> list[str]:
+    return [
+        sys.executable,
+        __file__,
+        "--child",
+        key,
+        "--n",
+        str(n),
+        *(["--plain"] if plain else []),
+    ]
+
+
+def syscalls(key: str, n: int, env: dict[str, str]) -> float:
+    """System calls per operation: (calls with n ops - calls with none) / n, every thread."""
+
+    def total(ops: int) -> int:
+        with tempfile.NamedTemporaryFile(suffix=".strace") as out:
+            subprocess.run(
+                ["strace", "-f", "-c", "-o", out.name, *_child_command(key, ops, True)],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            text = Path(out.name).read_text()
+        # The last line: "100.00  seconds  usecs/call  calls  [errors]  total".
+        for line in reversed(text.splitlines()):
+            fields = line.split()
+            if fields and fields[-1] == "total":
+                return int(fields[3])
+        raise RuntimeError(f"no total in strace's output:\n{text[-500:]}")
+
+    return (total(n) - total(0)) / n
+
+
+def main(args: argparse.Namespace) -> None:
+    from peers import create_database, server_url
+
+    url = create_database(server_url())
+    env = {**os.environ, "DATABASE_URL": url}
+    subprocess.run(
+        [sys.executable, str(HERE / "peer_impls.py"), "raw", "--setup"], env=env, check=True
+    )
+    keys = [
+        k for k in IMPLS if not (IMPLEMENTATIONS[k].needs_python_312 and sys.version_info < (3, 12))
+    ]
+    strace = None if args.no_strace else shutil.which("strace")
+    rows = []
+    for key in keys:
+        done = subprocess.run(
+            _child_command(key, args.n, False), env=env, check=True, capture_output=True, text=True
+        )
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        if strace:
+            measured["syscalls"] = syscalls(key, max(200, args.n // 4), env)
+        rows.append((IMPLEMENTATIONS[key].title, measured))
+        print(f"  {key}: done", file=sys.stderr, flush=True)
+    lines = [
+        f"`aget()` by primary key, per operation, after a warm-up ({args.n} operations;"
+        f" Python {sys.version.split()[0]}).",
+        "",
+        "| implementation | wall us | CPU us | greenlet switches | loop iterations | syscalls |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for title, m in rows:
+        calls = f"{m['syscalls']:.1f}" if "syscalls" in m else "-"
+        lines.append(
+            f"| {title} | {m['wall_us']:.0f} | {m['cpu_us']:.0f} | {m['switches']:.1f}"
+            f" | {m['iterations']:.1f} | {calls} |"
+        )
+    if not strace:
+        lines.append("\nsyscalls: strace is not installed (apt-get install strace).")
+    text = "\n".join(lines) + "\n"
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    if _args.child:
+        child(_args.child, _args.n, _args.plain)
+    else:
+        main(_args)
