@@ -26,6 +26,7 @@ rolled back by the server and never reaches another task.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections
@@ -52,13 +53,14 @@ class _Manual:
         self.tenure = tenure
         self.pin = pin
         self.token = token
-        self.task: asyncio.Task[Any] | None = None
+        # Weak: ownership must never keep a task alive (Note [Task end]).
+        self.task: weakref.ref[asyncio.Task[Any]] | None = None
 
     def watch(self, task: asyncio.Task[Any] | None) -> None:
         if task is not None:
             # Tasks created meanwhile must learn the owner is gone (their
             # ConnectionOwnedByAnotherTask says so) once it ends.
-            self.task = task
+            self.task = weakref.ref(task)
             task.add_done_callback(self.ended)
 
     def ended(self, task: asyncio.Task[Any]) -> None:
@@ -66,9 +68,10 @@ class _Manual:
 
     def end(self) -> None:
         pop_pin(self.pin, self.token)
-        if self.task is not None:
-            self.task.remove_done_callback(self.ended)
-            self.task = None
+        task = self.task() if self.task is not None else None
+        if task is not None:
+            task.remove_done_callback(self.ended)
+        self.task = None
 
 
 class ManualTransactions:
