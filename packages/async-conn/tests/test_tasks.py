@@ -324,30 +324,3 @@ async def test_a_dropped_pending_task_releases_its_connection(
         await async_connections.close_pools()
     # asyncio itself reports the destroyed pending task; nothing else may.
     assert [c["message"] for c in loop_errors] == ["Task was destroyed but it is pending!"]
-
-
-async def test_a_dropped_pending_task_in_a_manual_transaction_is_collected(
-    database_options: dict[str, object], loop_errors: list[dict[str, Any]]
-) -> None:
-    database_options["pool"] = {"min_size": 1, "max_size": 1, "timeout": 2.0}
-    started = asyncio.Event()
-
-    async def stuck() -> None:
-        await async_connections["default"].set_autocommit(False)
-        await run_sync(_insert, 1)
-        started.set()
-        await asyncio.get_running_loop().create_future()  # never resolved
-
-    task = asyncio.create_task(stuck(), name="stuck")
-    await started.wait()
-    dropped = weakref.ref(task)
-    del task
-    try:
-        for _ in range(5):
-            gc.collect()
-            await asyncio.sleep(0.01)
-        assert dropped() is None  # the manual transaction's pin does not keep it
-        assert await run_sync(_count) == 0  # closed, rolled back, slot free
-    finally:
-        await async_connections.close_pools()
-    assert [c["message"] for c in loop_errors] == ["Task was destroyed but it is pending!"]

@@ -26,7 +26,6 @@ rolled back by the server and never reaches another task.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections
@@ -53,14 +52,13 @@ class _Manual:
         self.tenure = tenure
         self.pin = pin
         self.token = token
-        # Weak: ownership must never keep a task alive (Note [Task end]).
-        self.task: weakref.ref[asyncio.Task[Any]] | None = None
+        self.task: asyncio.Task[Any] | None = None
 
     def watch(self, task: asyncio.Task[Any] | None) -> None:
         if task is not None:
             # Tasks created meanwhile must learn the owner is gone (their
             # ConnectionOwnedByAnotherTask says so) once it ends.
-            self.task = weakref.ref(task)
+            self.task = task
             task.add_done_callback(self.ended)
 
     def ended(self, task: asyncio.Task[Any]) -> None:
@@ -68,10 +66,9 @@ class _Manual:
 
     def end(self) -> None:
         pop_pin(self.pin, self.token)
-        task = self.task() if self.task is not None else None
-        if task is not None:
-            task.remove_done_callback(self.ended)
-        self.task = None
+        if self.task is not None:
+            self.task.remove_done_callback(self.ended)
+            self.task = None
 
 
 class ManualTransactions:

@@ -117,24 +117,15 @@ def _task_lost(scope: Scope) -> None:
 
 
 class Pin:
-    """A transaction's claim on its connection, inherited by child tasks.
+    """A transaction's claim on its connection, inherited by child tasks."""
 
-    Refers to its task weakly, as scopes do: a manual transaction keeps its
-    pin on the connection object.
-    """
-
-    __slots__ = ("_task_ref", "active", "alias", "connection", "name")
+    __slots__ = ("active", "alias", "connection", "task")
 
     def __init__(self, task: asyncio.Task[Any], connection: AsyncConnection) -> None:
-        self._task_ref = weakref.ref(task)
-        self.name = task.get_name()
+        self.task = task
         self.alias = connection.alias
         self.connection = connection
         self.active = True
-
-    @property
-    def task(self) -> asyncio.Task[Any] | None:
-        return self._task_ref()
 
 
 class _Lending:
@@ -207,16 +198,10 @@ def find_borrowable(connection: AsyncConnection) -> Lease | None:
         if pin.alias != alias or pin.task is task:
             continue
         lease = pin.connection.lease
-        owner = pin.task
-        if (
-            pin.active
-            and lease is not None
-            and owner is not None
-            and _lends(lending, owner, alias, lease)
-        ):
+        if pin.active and lease is not None and _lends(lending, pin.task, alias, lease):
             return lease
         raise ConnectionOwnedByAnotherTask(
-            alias, pin.name, task.get_name(), ended=not pin.active or owner is None
+            alias, pin.task.get_name(), task.get_name(), ended=not pin.active
         )
     if lending is not None and lending.task is not task and alias in lending.leases:
         if lending.active:
