@@ -16,6 +16,8 @@ from django.db.backends.postgresql import base as postgresql
 
 from django_aio.conn._pool_options import pool_options
 
+from .operations import DatabaseOperations
+
 __all__ = ["DatabaseWrapper"]
 
 
@@ -25,6 +27,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     #: Read by django_aio.conn to accept an alias (subclasses inherit it).
     django_aio_bridgeable = True
     settings_dict: dict[str, Any]
+    ops_class = DatabaseOperations
 
     @property
     def pool(self) -> Any:
