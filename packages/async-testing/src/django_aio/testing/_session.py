@@ -20,7 +20,8 @@ from django_aio.conn import async_connections, run_sync
 
 from . import _internals
 from ._on_commit import CapturedCallbacks, TestTransaction
-from ._queries import QueryCounter
+from ._queries import CaptureQueriesContext, QueryCounter
+from ._task_queries import run_as_task
 
 __all__ = ["ConnectionLeaked", "RollbackDatabase", "TransactionalDatabase", "resolve_databases"]
 
@@ -124,6 +125,16 @@ class _Database:
         self._check_alias(using)
         return QueryCounter(num, self._log_target(using), using)
 
+    def capture_queries(self, *, using: str = DEFAULT_DB_ALIAS) -> CaptureQueriesContext:
+        """``async with db.capture_queries() as ctx:`` logs the block's queries in ``ctx``.
+
+        Which queries, as for ``assert_num_queries``: every task's in a
+        rollback test (they share one connection), the calling task's in a
+        transactional one.
+        """
+        self._check_alias(using)
+        return CaptureQueriesContext(self._log_target(using))
+
     def _log_target(self, using: str) -> Any:
         raise NotImplementedError
 
@@ -163,6 +174,8 @@ class RollbackDatabase(_Database):
         self.atomics[alias] = atomic
         state = self.states[alias] = TestTransaction(connections[alias])
         state.attach()
+        # Inside the test's own statement wrapper (Note [Per-task instrumentation]).
+        connections[alias].execute_wrappers.append(run_as_task)
 
     async def end(self) -> None:
         """Check for leaks, roll back, close every connection of the loop."""
@@ -187,7 +200,7 @@ class RollbackDatabase(_Database):
                 self.window = None
             if problems:
                 for state in self.states.values():
-                    state.detach()
+                    _detach(state)
                 await self._release(discard=True)
             else:
                 await self._rollback()
@@ -221,7 +234,7 @@ class RollbackDatabase(_Database):
             ):
                 connection.check_constraints()
         finally:
-            self.states[alias].detach()
+            _detach(self.states[alias])
             transaction.set_rollback(True, using=alias)
             self.atomics[alias].__exit__(None, None, None)
 
@@ -253,6 +266,13 @@ class RollbackDatabase(_Database):
             state.stop_capture(capture)
         if execute:
             await _execute_captured(state, capture)
+
+
+def _detach(state: TestTransaction) -> None:
+    state.detach()
+    wrappers = state.connection.execute_wrappers
+    if run_as_task in wrappers:
+        wrappers.remove(run_as_task)
 
 
 async def _execute_captured(state: TestTransaction, capture: CapturedCallbacks) -> None:
