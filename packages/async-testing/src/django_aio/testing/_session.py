@@ -170,6 +170,9 @@ class RollbackDatabase(_Database):
     def _enter(self, alias: str) -> None:
         atomic = transaction.atomic(using=alias)
         atomic._from_testcase = True  # lets durable blocks of the code under test open
+        # Our TestTransaction runs the callbacks of the block above this one,
+        # so django_aio.atomic has nothing ambiguous to report there.
+        atomic._django_aio_test_runs_callbacks = True
         atomic.__enter__()
         self.atomics[alias] = atomic
         state = self.states[alias] = TestTransaction(connections[alias])
