@@ -102,6 +102,13 @@ class _Checks:
             conn.force_debug_cursor = False
         assert [q["sql"] for q in conn.queries] == ["SELECT * FROM no_such_table"]
 
+    async def test_executemany_is_logged_as_django_logs_it(self) -> None:
+        conn = async_connections["default"]
+        sql = "INSERT INTO testing_testapp_author (name) VALUES (%s)"
+        async with CaptureQueriesContext(conn) as ctx, conn.cursor() as cursor:
+            await cursor.executemany(sql, [("a",), ("b",)])
+        assert [q["sql"] for q in ctx] == [f"2 times: {sql}"]
+
     async def test_capture_queries_context(self) -> None:
         conn = async_connections["default"]
         async with CaptureQueriesContext(conn) as ctx:
