@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from django.db import ProgrammingError, connections
+from django.db.models.signals import post_save
 from django.test import override_settings
-from testing_testapp.models import Author
+from testing_testapp.models import Author, Book
 
+from django_aio.atomic import async_atomic
 from django_aio.conn import async_connections, run_sync
 from django_aio.testing import AsyncioTestCase, AsyncioTransactionTestCase, CaptureQueriesContext
 
@@ -62,6 +64,30 @@ class _Checks:
         assert other == ["done"]
         assert len(seen) == 1
         assert "LIMIT 1" in seen[0]
+
+    async def test_async_receivers_in_a_block_use_the_owner_wrappers(self) -> None:
+        # In production the block's owner lends its connection, with its
+        # execute wrappers, to the receivers it waits on.
+        seen: list[str] = []
+
+        async def receiver(sender: Any, instance: Author, **kwargs: Any) -> None:
+            await run_sync(Book.objects.filter(title=instance.name).exists)
+
+        post_save.connect(receiver, sender=Author)
+        try:
+            with async_connections["default"].execute_wrapper(_spy(seen)):
+                async with async_atomic():
+                    await run_sync(Author.objects.create, name="Le Guin")
+                await run_sync(Author.objects.create, name="Tolkien")
+        finally:
+            post_save.disconnect(receiver, sender=Author)
+        seen = [sql for sql in seen if "SAVEPOINT" not in sql]  # the test's own blocks
+        inserts = [sql for sql in seen if sql.startswith("INSERT")]
+        selects = [sql for sql in seen if sql.startswith("SELECT")]
+        assert len(inserts) == 2
+        # Outside the block the receiver's task takes a connection of its own.
+        assert len(selects) == 1
+        assert 'FROM "testing_testapp_book"' in selects[0]
 
     async def test_force_debug_cursor_logs_the_task_queries(self) -> None:
         conn = async_connections["default"]

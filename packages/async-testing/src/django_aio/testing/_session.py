@@ -21,7 +21,7 @@ from django_aio.conn import async_connections, run_sync
 from . import _internals
 from ._on_commit import CapturedCallbacks, TestTransaction
 from ._queries import CaptureQueriesContext, QueryCounter
-from ._task_queries import run_as_task
+from ._task_queries import TaskInstrumentation
 
 __all__ = ["ConnectionLeaked", "RollbackDatabase", "TransactionalDatabase", "resolve_databases"]
 
@@ -178,7 +178,7 @@ class RollbackDatabase(_Database):
         state = self.states[alias] = TestTransaction(connections[alias])
         state.attach()
         # Inside the test's own statement wrapper (Note [Per-task instrumentation]).
-        connections[alias].execute_wrappers.append(run_as_task)
+        connections[alias].execute_wrappers.append(TaskInstrumentation(self.leases[alias], state))
 
     async def end(self) -> None:
         """Check for leaks, roll back, close every connection of the loop."""
@@ -274,8 +274,7 @@ class RollbackDatabase(_Database):
 def _detach(state: TestTransaction) -> None:
     state.detach()
     wrappers = state.connection.execute_wrappers
-    if run_as_task in wrappers:
-        wrappers.remove(run_as_task)
+    wrappers[:] = [w for w in wrappers if not isinstance(w, TaskInstrumentation)]
 
 
 async def _execute_captured(state: TestTransaction, capture: CapturedCallbacks) -> None:
