@@ -47,4 +47,4 @@ def test_callbacks_run_inside_pytest_django_test_transactions() -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    assert "6 passed" in result.stdout

@@ -10,7 +10,7 @@ from testing_testapp.models import Author
 
 from django_aio.atomic import async_atomic, on_commit
 from django_aio.conn import ConnectionOwnedByAnotherTask, async_connections, run_sync
-from django_aio.testing import RollbackDatabase, TransactionalDatabase
+from django_aio.testing import CaptureQueriesContext, RollbackDatabase, TransactionalDatabase
 
 
 async def count_authors() -> int:
@@ -81,6 +81,43 @@ async def test_assert_num_queries_needs_async_with(aio_db: RollbackDatabase) -> 
 async def test_assert_num_queries_on_an_unused_alias(aio_db: RollbackDatabase) -> None:
     with pytest.raises(ValueError, match="database 'other' is not used by this test"):
         aio_db.assert_num_queries(1, using="other")
+
+
+async def test_capture_queries_counts_every_task(aio_db: RollbackDatabase) -> None:
+    async with aio_db.capture_queries() as ctx:
+        await asyncio.gather(count_authors(), count_authors())
+    assert len(ctx) == 2
+    assert ctx[0]["sql"] == 'SELECT COUNT(*) AS "__count" FROM "testing_testapp_author"'
+
+
+async def test_capture_queries_of_the_calling_task(
+    aio_transactional_db: TransactionalDatabase,
+) -> None:
+    async with aio_transactional_db.capture_queries() as ctx:
+        await count_authors()
+    assert [q["sql"] for q in ctx.captured_queries] == [
+        'SELECT COUNT(*) AS "__count" FROM "testing_testapp_author"'
+    ]
+
+
+async def test_task_capture_queries_context_in_a_rollback_test(aio_db: RollbackDatabase) -> None:
+    seen: list[str] = []
+
+    def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    conn = async_connections["default"]
+    with conn.execute_wrapper(spy):
+        async with CaptureQueriesContext(conn) as ctx:
+            await count_authors()
+    assert len(ctx) == 1
+    assert len(seen) == 1
+
+
+async def test_capture_queries_on_an_unused_alias(aio_db: RollbackDatabase) -> None:
+    with pytest.raises(ValueError, match="database 'other' is not used by this test"):
+        aio_db.capture_queries(using="other")
 
 
 async def test_transactional_assert_num_queries(

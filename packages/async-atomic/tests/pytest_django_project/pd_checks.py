@@ -11,12 +11,17 @@ from functools import partial
 import pytest
 from atomic_testapp.models import Item
 from django.db import connection
+from django.db import transaction as django_transaction
 
 from django_aio.atomic import (
+    AmbiguousAfterCommit,
+    NotInATestCase,
     TransactionRequired,
     in_transaction,
+    part_of_a_transaction,
     run_after_commit,
     transaction,
+    transaction_required,
 )
 
 
@@ -53,3 +58,19 @@ def test_4_transactional_test_commits_for_real() -> None:
         run_after_commit(partial(ran.append, "committed"))
         Item.objects.create(name="committed")
     assert ran == ["committed"]
+
+
+@pytest.mark.django_db
+def test_5_part_of_a_transaction_and_the_ambiguity_check() -> None:
+    ran: list[str] = []
+    with part_of_a_transaction(), transaction_required():
+        run_after_commit(partial(ran.append, "ran"))
+    assert ran == ["ran"]
+    with django_transaction.atomic(), pytest.raises(AmbiguousAfterCommit):
+        run_after_commit(partial(ran.append, "never"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_6_part_of_a_transaction_is_refused_where_work_commits() -> None:
+    with pytest.raises(NotInATestCase), part_of_a_transaction():
+        pass

@@ -6,12 +6,14 @@ pytest plugin (registered automatically) offers the same as the ``aio_db`` and
 ``aio_transactional_db`` fixtures and the ``aio_db`` marker.
 """
 
+from ._queries import CaptureQueriesContext
 from ._session import ConnectionLeaked, RollbackDatabase, TransactionalDatabase
 from ._testcases import AsyncioTestCase, AsyncioTransactionTestCase
 
 __all__ = [
     "AsyncioTestCase",
     "AsyncioTransactionTestCase",
+    "CaptureQueriesContext",
     "ConnectionLeaked",
     "RollbackDatabase",
     "TransactionalDatabase",

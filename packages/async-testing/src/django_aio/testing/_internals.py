@@ -4,6 +4,7 @@ django_aio.conn has no API for "every task of this test uses this one
 connection" or "which connections are checked out right now"; both are test
 concerns, so they live here, built on ``django_aio.conn.layers`` and, where
 that has no hook yet, on conn's private modules (``_scope._Lending``,
+``_scope._task_scopes``,
 ``_loops.pool_for``, ``_pool.AliasPool``, ``_wrapper.bridged_class``,
 ``AsyncConnection._reclaiming``). Versions of django-aio-conn and
 django-aio-testing move together (see the dependency bounds), and everything
@@ -60,6 +61,7 @@ __all__ = [
     "prepare_bridged_classes",
     "release_lease",
     "run_on_lease",
+    "task_connection",
 ]
 
 T = TypeVar("T")
@@ -158,6 +160,12 @@ def close_window(window: Window) -> None:
         if not lease.lock.locked():
             # Otherwise a leaked holder still has to release it.
             lease.lock = asyncio.Lock()
+
+
+def task_connection(task: asyncio.Task[Any], alias: str) -> Any | None:
+    """``task``'s ``AsyncConnection`` for ``alias`` if it made one (none is created)."""
+    scope = _scope._task_scopes.get(task)
+    return None if scope is None else scope.connections.get(alias)
 
 
 def window_holders(lease: Lease) -> list[asyncio.Task[Any]]:

@@ -42,6 +42,8 @@ from typing import Any
 
 from django.db import transaction
 
+from django_aio.atomic import after_commit_settings
+
 __all__ = ["CapturedCallbacks", "TestTransaction", "install"]
 
 STATE = "django_aio_test_transaction"
@@ -172,7 +174,14 @@ class TestTransaction:
             call_hook(func, robust)
 
     def run_committed(self) -> None:
-        """The outermost user block committed: run what it registered."""
+        """The outermost user block committed: run what it registered.
+
+        Unless the project turned that off for tests
+        (``DJANGO_AIO_RUN_AFTER_COMMIT_CALLBACKS_IN_TESTS = False``): the
+        callbacks are then left pending, as in Django's ``TestCase``.
+        """
+        if not after_commit_settings().run_in_tests:
+            return
         pending, self.connection.run_on_commit = self.connection.run_on_commit, []
         for _sids, func, robust in pending:
             call_hook(func, robust)

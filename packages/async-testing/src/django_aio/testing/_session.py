@@ -20,7 +20,8 @@ from django_aio.conn import async_connections, run_sync
 
 from . import _internals
 from ._on_commit import CapturedCallbacks, TestTransaction
-from ._queries import QueryCounter
+from ._queries import CaptureQueriesContext, QueryCounter
+from ._task_queries import TaskInstrumentation
 
 __all__ = ["ConnectionLeaked", "RollbackDatabase", "TransactionalDatabase", "resolve_databases"]
 
@@ -124,6 +125,16 @@ class _Database:
         self._check_alias(using)
         return QueryCounter(num, self._log_target(using), using)
 
+    def capture_queries(self, *, using: str = DEFAULT_DB_ALIAS) -> CaptureQueriesContext:
+        """``async with db.capture_queries() as ctx:`` logs the block's queries in ``ctx``.
+
+        Which queries, as for ``assert_num_queries``: every task's in a
+        rollback test (they share one connection), the calling task's in a
+        transactional one.
+        """
+        self._check_alias(using)
+        return CaptureQueriesContext(self._log_target(using))
+
     def _log_target(self, using: str) -> Any:
         raise NotImplementedError
 
@@ -159,10 +170,15 @@ class RollbackDatabase(_Database):
     def _enter(self, alias: str) -> None:
         atomic = transaction.atomic(using=alias)
         atomic._from_testcase = True  # lets durable blocks of the code under test open
+        # Our TestTransaction runs the callbacks of the block above this one,
+        # so django_aio.atomic has nothing ambiguous to report there.
+        atomic._django_aio_test_runs_callbacks = True
         atomic.__enter__()
         self.atomics[alias] = atomic
         state = self.states[alias] = TestTransaction(connections[alias])
         state.attach()
+        # Inside the test's own statement wrapper (Note [Per-task instrumentation]).
+        connections[alias].execute_wrappers.append(TaskInstrumentation(self.leases[alias], state))
 
     async def end(self) -> None:
         """Check for leaks, roll back, close every connection of the loop."""
@@ -187,7 +203,7 @@ class RollbackDatabase(_Database):
                 self.window = None
             if problems:
                 for state in self.states.values():
-                    state.detach()
+                    _detach(state)
                 await self._release(discard=True)
             else:
                 await self._rollback()
@@ -221,7 +237,7 @@ class RollbackDatabase(_Database):
             ):
                 connection.check_constraints()
         finally:
-            self.states[alias].detach()
+            _detach(self.states[alias])
             transaction.set_rollback(True, using=alias)
             self.atomics[alias].__exit__(None, None, None)
 
@@ -253,6 +269,12 @@ class RollbackDatabase(_Database):
             state.stop_capture(capture)
         if execute:
             await _execute_captured(state, capture)
+
+
+def _detach(state: TestTransaction) -> None:
+    state.detach()
+    wrappers = state.connection.execute_wrappers
+    wrappers[:] = [w for w in wrappers if not isinstance(w, TaskInstrumentation)]
 
 
 async def _execute_captured(state: TestTransaction, capture: CapturedCallbacks) -> None:
