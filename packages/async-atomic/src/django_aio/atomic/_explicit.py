@@ -196,7 +196,7 @@ class _TransactionBlock(_Block):
         atomic = django_transaction.atomic(using=self.using, durable=True)
         atomic.__enter__()
         wrapper = connections[self.using]
-        testcase = len(wrapper.atomic_blocks) > 1 and wrapper.atomic_blocks[-2]._from_testcase
+        testcase = len(wrapper.atomic_blocks) > 1 and wrapper.atomic_blocks[-2]._from_testcase  # type: ignore[attr-defined]
         return atomic, wrapper, testcase, len(wrapper.run_on_commit)
 
     def _exit(self, state: Any, exc_type: type[BaseException] | None, exc: Any, tb: Any) -> None:

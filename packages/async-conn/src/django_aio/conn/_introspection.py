@@ -164,7 +164,7 @@ class Introspection:
                 alias = self.alias
 
                 def ask() -> int:
-                    return int(connections[alias].pg_version)
+                    return int(connections[alias].pg_version)  # type: ignore[attr-defined]
 
                 version = await run_sync(ask)
             wrapper.__dict__["pg_version"] = version

@@ -158,7 +158,7 @@ class RollbackDatabase(_Database):
 
     def _enter(self, alias: str) -> None:
         atomic = transaction.atomic(using=alias)
-        atomic._from_testcase = True  # lets durable blocks of the code under test open
+        atomic._from_testcase = True  # type: ignore[attr-defined]  # lets durable blocks of the code under test open
         atomic.__enter__()
         self.atomics[alias] = atomic
         state = self.states[alias] = TestTransaction(connections[alias])
