@@ -1,5 +1,5 @@
-"""What type checkers infer for django-aio's async APIs (mypy and pyright alike).
 # pyright: reportUnnecessaryTypeIgnoreComment=error
+"""What type checkers infer for django-aio's async APIs (mypy and pyright alike).
 
 Every ``assert_type`` is checked by both; every ``# type: ignore[...]`` line
 must stay an error (mypy's ``warn_unused_ignores``, pyright's
@@ -100,9 +100,15 @@ async def add_box(size: int) -> Box:
     return await Box.objects.acreate(size=size)
 
 
+@async_atomic()
+async def add_pizza(name: str, *, box: Box) -> Pizza:
+    return await Pizza.objects.acreate(name=name, box=box)
+
+
 async def transactions(pizza: Pizza) -> None:
     assert_type(await rename(pizza, "m"), Pizza)
     assert_type(await add_box(30), Box)
+    assert_type(await add_pizza("m", box=Box(size=30)), Pizza)
     async with async_atomic():
         await Pizza.objects.filter(pk=pizza.pk).aupdate(name="n")
     async with async_atomic(savepoint=False):
@@ -117,4 +123,7 @@ async def must_stay_errors(pizza: Pizza) -> None:
     await rename(pizza)  # type: ignore[call-arg]
     await rename(pizza, 3)  # type: ignore[arg-type]
     await add_box("big")  # type: ignore[arg-type]
-    del box, pizzas
+    await add_pizza("m", Box())  # type: ignore[call-arg]
+    async for box in Pizza.objects.all():  # type: ignore[assignment]
+        await box.asave()
+    del pizzas

@@ -220,8 +220,8 @@ class AsyncQuerySet(AsyncQueryMethods[M], QuerySet[M, M]):
         return self._keep_class(super().__and__(other))
 
     def __xor__(self, other: Any) -> AsyncQuerySet[M]:
-        # Django 5.1+; not in django-stubs yet.
-        return self._keep_class(super().__xor__(other))  # type: ignore[misc]
+        # Django 5.1+; in django-stubs 6.1, not 5.2.
+        return self._keep_class(super().__xor__(other))  # type: ignore[misc, unused-ignore]
 
     def _keep_class(self, result: Any) -> AsyncQuerySet[M]:
         if isinstance(result, AsyncQuerySet):
