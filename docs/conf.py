@@ -29,6 +29,16 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": True}
 
+# Every reference to this project's own objects must resolve; references to
+# other projects' (Python, Django, psycopg) are left unlinked, as the build is
+# offline (no intersphinx inventories).
+nitpicky = True
+# Type variables (``M``, ``T``) and private helper classes are not documented.
+nitpick_ignore_regex = [
+    (r"py:.*", r"(?!django_aio\b).*"),
+    (r"py:.*", r"django_aio\..*\.([A-Z]|_\w+)"),
+]
+
 # CI builds offline: no link is fetched, only the site's own references are
 # checked (``-b linkcheck`` reports them; ``-W`` fails on broken ones).
 linkcheck_ignore = [r"https?://.*"]
