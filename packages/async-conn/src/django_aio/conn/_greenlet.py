@@ -88,7 +88,7 @@ class BridgeGreenlet(greenlet):
                 done = _Done(False, exc)
             del fn, args, kwargs
             self.django_aio_unit = None
-            job = self.parent.switch(done)
+            job = self.parent.switch(done)  # pyright: ignore[reportOptionalMemberAccess]
 
 
 class _Done:
@@ -131,7 +131,7 @@ def await_(awaitable: Awaitable[T]) -> T:
             "await_() can only be called from sync code started by "
             "django_aio.conn.run_sync(); in async code, use `await` directly."
         )
-    return cast(T, current.parent.switch(awaitable))
+    return cast(T, current.parent.switch(awaitable))  # pyright: ignore[reportOptionalMemberAccess]
 
 
 class _Yield:

@@ -25,13 +25,23 @@ Django's ``SynchronousOnlyOperation`` from a sync connection attempt.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connections
 from django.db.utils import load_backend
 
 if TYPE_CHECKING:
+    from datetime import tzinfo
+
+    from django.db.backends.base.client import BaseDatabaseClient
+    from django.db.backends.base.creation import BaseDatabaseCreation
+    from django.db.backends.base.features import BaseDatabaseFeatures
+    from django.db.backends.base.introspection import BaseDatabaseIntrospection
+    from django.db.backends.base.operations import BaseDatabaseOperations
+    from django.db.backends.base.validation import BaseDatabaseValidation
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
     from ._pool import Lease
 
 __all__ = ["Introspection", "static_wrapper"]
@@ -80,6 +90,12 @@ def static_wrapper(alias: str) -> Any:
     return wrapper
 
 
+def _typed(alias: str) -> DatabaseWrapper:
+    # The static wrapper is an instance of a subclass of the alias' backend
+    # class, Django's PostgreSQL wrapper or ours.
+    return cast("DatabaseWrapper", static_wrapper(alias))
+
+
 class Introspection:
     """Django's backend objects, without I/O (Note [Static backend objects]).
 
@@ -91,34 +107,34 @@ class Introspection:
         lease: Lease | None
 
     @property
-    def features(self) -> Any:
+    def features(self) -> BaseDatabaseFeatures:
         """Django's ``DatabaseFeatures`` of the alias (``conn.features.supports_...``)."""
-        return static_wrapper(self.alias).features
+        return _typed(self.alias).features
 
     @property
-    def ops(self) -> Any:
+    def ops(self) -> BaseDatabaseOperations:
         """Django's ``DatabaseOperations`` of the alias (``conn.ops.quote_name(...)``)."""
-        return static_wrapper(self.alias).ops
+        return _typed(self.alias).ops
 
     @property
-    def client(self) -> Any:
+    def client(self) -> BaseDatabaseClient:
         """Django's ``DatabaseClient`` (``dbshell``) of the alias."""
-        return static_wrapper(self.alias).client
+        return _typed(self.alias).client
 
     @property
-    def creation(self) -> Any:
+    def creation(self) -> BaseDatabaseCreation:
         """Django's ``DatabaseCreation``; its methods are sync and connect synchronously."""
-        return static_wrapper(self.alias).creation
+        return _typed(self.alias).creation
 
     @property
-    def introspection(self) -> Any:
+    def introspection(self) -> BaseDatabaseIntrospection:
         """Django's ``DatabaseIntrospection``; methods taking a cursor need a sync one."""
-        return static_wrapper(self.alias).introspection
+        return _typed(self.alias).introspection
 
     @property
-    def validation(self) -> Any:
+    def validation(self) -> BaseDatabaseValidation:
         """Django's ``DatabaseValidation`` of the alias."""
-        return static_wrapper(self.alias).validation
+        return _typed(self.alias).validation
 
     @property
     def vendor(self) -> str:
@@ -131,9 +147,9 @@ class Introspection:
         return str(static_wrapper(self.alias).display_name)
 
     @property
-    def timezone(self) -> Any:
-        """The ``tzinfo`` of the connection's datetimes, as Django's ``connection.timezone``."""
-        return static_wrapper(self.alias).timezone
+    def timezone(self) -> tzinfo | None:
+        """Django's ``connection.timezone``: the datetimes' ``tzinfo`` (``None`` without USE_TZ)."""
+        return _typed(self.alias).timezone
 
     @property
     def timezone_name(self) -> str:
@@ -164,7 +180,7 @@ class Introspection:
                 alias = self.alias
 
                 def ask() -> int:
-                    return int(connections[alias].pg_version)
+                    return int(connections[alias].pg_version)  # type: ignore[attr-defined]
 
                 version = await run_sync(ask)
             wrapper.__dict__["pg_version"] = version

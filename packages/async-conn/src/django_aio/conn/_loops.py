@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from django.db.utils import ConnectionDoesNotExist
+from django.utils.connection import ConnectionDoesNotExist
 
 from ._pool import AliasPool
 

@@ -110,8 +110,8 @@ def install_testcase_binding() -> None:
     """Bind test-case transactions as they open and close (idempotent)."""
     from django.test import TestCase
 
-    enter = TestCase._enter_atomics.__func__
-    rollback = TestCase._rollback_atomics.__func__
+    enter = TestCase._enter_atomics.__func__  # type: ignore[attr-defined]
+    rollback = TestCase._rollback_atomics.__func__  # type: ignore[attr-defined]
 
     def _enter_atomics(cls: type[TestCase]) -> Any:
         atomics = enter(cls)
@@ -126,5 +126,5 @@ def install_testcase_binding() -> None:
             for alias in atomics:
                 _unbind(alias)
 
-    TestCase._enter_atomics = classmethod(_enter_atomics)
-    TestCase._rollback_atomics = classmethod(_rollback_atomics)
+    TestCase._enter_atomics = classmethod(_enter_atomics)  # type: ignore[attr-defined]
+    TestCase._rollback_atomics = classmethod(_rollback_atomics)  # type: ignore[attr-defined]

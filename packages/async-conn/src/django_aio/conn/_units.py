@@ -124,8 +124,8 @@ def _async_to_sync_call(self: AsyncToSync[Any, Any], *args: Any, **kwargs: Any) 
 
 def install() -> None:
     """Route ``django.db.connections`` and ``async_to_sync`` through the bridge (idempotent)."""
-    if not isinstance(connections._connections, RoutingLocal):
-        connections._connections = RoutingLocal(connections._connections)
+    if not isinstance(connections._connections, RoutingLocal):  # type: ignore[attr-defined]
+        connections._connections = RoutingLocal(connections._connections)  # type: ignore[attr-defined]
     if AsyncToSync.__call__ is not _async_to_sync_call:
         AsyncToSync.__call__ = _async_to_sync_call  # type: ignore[method-assign]
 

@@ -23,7 +23,10 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db import NotSupportedError
 from django.db.backends.postgresql import base as postgresql
-from django.db.backends.postgresql.psycopg_any import IsolationLevel, register_tzloader
+from django.db.backends.postgresql.psycopg_any import (  # pyright: ignore[reportMissingImports]
+    IsolationLevel,
+    register_tzloader,
+)
 from django.utils.asyncio import async_unsafe
 from psycopg.postgres import types as pg_types
 from psycopg.pq import Format

@@ -259,11 +259,13 @@ def enable_drop_in() -> None:
                 ),
             ),
         )
-    for klass in (query.QuerySet, query.RawQuerySet):
+    for queryset_class in (query.QuerySet, query.RawQuerySet):
         _patch(
-            klass,
+            queryset_class,
             "_fetch_all",
-            guard_method(klass.__dict__["_fetch_all"], lambda qs: queryset_message(qs.model)),
+            guard_method(
+                queryset_class.__dict__["_fetch_all"], lambda qs: queryset_message(qs.model)
+            ),
         )
 
 

@@ -47,7 +47,7 @@ class AsyncQuery(Generic[M]):
 
     __slots__ = ("queryset",)
 
-    def __init__(self, queryset: Any) -> None:
+    def __init__(self, queryset: QuerySet[M, Any]) -> None:
         #: The underlying Django ``QuerySet`` (for sync code and Django APIs).
         self.queryset = queryset
 
@@ -60,7 +60,7 @@ class AsyncQuery(Generic[M]):
     @property
     def model(self) -> type[M]:
         """The model class of the rows."""
-        return self.queryset.model  # type: ignore[no-any-return]
+        return self.queryset.model
 
     @property
     def db(self) -> str:
@@ -361,11 +361,12 @@ class AsyncRelatedManager(AsyncQuery[M]):
         await self._load_manager()
         return self._methods()
 
-    @property
-    def queryset(self) -> Any:
+    @property  # read-only here: the relation's manager gives it
+    def queryset(self) -> QuerySet[M, Any]:  # type: ignore[override]
         """The manager's current queryset: each evaluation runs a fresh query,
         unless the relation was prefetched."""
-        return self.manager.all()
+        queryset: QuerySet[M, Any] = self.manager.all()
+        return queryset
 
     def __repr__(self) -> str:
         return f"<AsyncRelatedManager {type(self._owner).__name__}.{self._attribute}>"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections
 from django.db.models import prefetch_related_objects
@@ -70,7 +70,8 @@ async def iterate_chunks(iterable: Any, prefetch: Sequence[Any] = ()) -> AsyncGe
 
     def first_chunk() -> list[Any]:
         nonlocal generator
-        generator = iter(iterable)  # Django iterables are generator functions
+        # Django iterables are generator functions
+        generator = cast("Generator[Any, None, None]", iter(iterable))
         return _next_chunk(generator, chunk_size, prefetch)
 
     try:

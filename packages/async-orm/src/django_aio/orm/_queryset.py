@@ -8,11 +8,12 @@ and sync code keep working with these managers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from django.db.models import Model, QuerySet
-from django.db.models.manager import BaseManager
+from django.db.models.expressions import OrderBy
+from django.db.models.manager import BaseManager, Manager
 
 from django_aio.conn import in_bridge
 
@@ -39,7 +40,7 @@ class AsyncQueryMethods(Generic[M]):
 
     def _aio_queryset(self) -> AsyncQuerySet[M]:
         if isinstance(self, QuerySet):
-            return self  # type: ignore[no-any-return]
+            return cast("AsyncQuerySet[M]", self)
         return self.get_queryset()  # type: ignore[attr-defined, no-any-return]
 
     async def aget(self, *args: Any, **kwargs: Any) -> M:
@@ -66,11 +67,11 @@ class AsyncQueryMethods(Generic[M]):
         """``last()`` through the bridge."""
         return await run(self._aio_target().last)
 
-    async def aearliest(self, *fields: str) -> M:
+    async def aearliest(self, *fields: str | OrderBy) -> M:
         """``earliest()`` through the bridge."""
         return await run(self._aio_target().earliest, *fields)
 
-    async def alatest(self, *fields: str) -> M:
+    async def alatest(self, *fields: str | OrderBy) -> M:
         """``latest()`` through the bridge."""
         return await run(self._aio_target().latest, *fields)
 
@@ -97,7 +98,7 @@ class AsyncQueryMethods(Generic[M]):
         return await run(self._aio_target().bulk_create, objs, *args, **kwargs)
 
     async def abulk_update(
-        self, objs: Iterable[M], fields: Sequence[str], batch_size: int | None = None
+        self, objs: Iterable[M], fields: Iterable[str], batch_size: int | None = None
     ) -> int:
         """``bulk_update()`` through the bridge."""
         return await run(
@@ -108,15 +109,15 @@ class AsyncQueryMethods(Generic[M]):
         )
 
     async def aget_or_create(
-        self, defaults: dict[str, Any] | None = None, **kwargs: Any
+        self, defaults: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> tuple[M, bool]:
         """``get_or_create()`` through the bridge."""
         return await run(self._aio_target().get_or_create, defaults=defaults, **kwargs)
 
     async def aupdate_or_create(
         self,
-        defaults: dict[str, Any] | None = None,
-        create_defaults: dict[str, Any] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        create_defaults: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> tuple[M, bool]:
         """``update_or_create()`` through the bridge."""
@@ -127,7 +128,7 @@ class AsyncQueryMethods(Generic[M]):
             **kwargs,
         )
 
-    async def acontains(self, obj: M) -> bool:
+    async def acontains(self, obj: Model) -> bool:
         """``contains()`` through the bridge."""
         return await run(self._aio_target().contains, obj)
 
@@ -143,7 +144,7 @@ class AsyncQueryMethods(Generic[M]):
         """Evaluate the queryset (one query, prefetches included) and return its rows."""
         qs = self._aio_queryset()
         await run(qs._fetch_all)
-        return list(qs._result_cache)
+        return list(qs._result_cache or ())
 
     def aiterator(self, chunk_size: int = 2000) -> AsyncGenerator[M, None]:
         """Stream the rows with a server-side cursor, ``chunk_size`` rows at a time.
@@ -152,30 +153,6 @@ class AsyncQueryMethods(Generic[M]):
         connection until the iteration ends or is abandoned.
         """
         return aiterator(self._aio_queryset(), chunk_size, _django_aiterator)
-
-    if TYPE_CHECKING:
-        # Django's chain methods, typed (at run time they are Django's own).
-        def all(self) -> AsyncQuerySet[M]: ...
-        def filter(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
-        def exclude(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
-        def annotate(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
-        def alias(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
-        def order_by(self, *field_names: Any) -> AsyncQuerySet[M]: ...
-        def distinct(self, *field_names: str) -> AsyncQuerySet[M]: ...
-        def select_related(self, *fields: str) -> AsyncQuerySet[M]: ...
-        def prefetch_related(self, *lookups: Any) -> AsyncQuerySet[M]: ...
-        def only(self, *fields: str) -> AsyncQuerySet[M]: ...
-        def defer(self, *fields: str) -> AsyncQuerySet[M]: ...
-        def using(self, alias: str | None) -> AsyncQuerySet[M]: ...
-        def select_for_update(self, **kwargs: Any) -> AsyncQuerySet[M]: ...
-        def none(self) -> AsyncQuerySet[M]: ...
-        def values(self, *fields: Any, **expressions: Any) -> AsyncQuerySet[Any]: ...
-        def values_list(self, *fields: Any, **kwargs: Any) -> AsyncQuerySet[Any]: ...
-        def union(self, *other_qs: Any, all: bool = False) -> AsyncQuerySet[M]: ...
-        def intersection(self, *other_qs: Any) -> AsyncQuerySet[M]: ...
-        def difference(self, *other_qs: Any) -> AsyncQuerySet[M]: ...
-        def get(self, *args: Any, **kwargs: Any) -> M: ...
-        def count(self) -> int: ...
 
 
 class AwaitableRow(Generic[M]):
@@ -197,7 +174,7 @@ class AwaitableRow(Generic[M]):
     async def _fetch(self) -> M:
         qs, index = self._queryset, self._index
         if qs._result_cache is not None:  # evaluated or prefetched: no query
-            return qs._result_cache[index]  # type: ignore[no-any-return]
+            return qs._result_cache[index]
         # In the bridge __getitem__ is Django's own (Note [Indexing]).
         return await run(qs.__getitem__, index)
 
@@ -211,7 +188,7 @@ class AwaitableRow(Generic[M]):
         )
 
 
-class AsyncQuerySet(AsyncQueryMethods[M], QuerySet):
+class AsyncQuerySet(AsyncQueryMethods[M], QuerySet[M, M]):
     """A Django ``QuerySet`` whose async methods run on the event loop; plus ``alist()``.
 
     Note [Indexing]
@@ -243,7 +220,8 @@ class AsyncQuerySet(AsyncQueryMethods[M], QuerySet):
         return self._keep_class(super().__and__(other))
 
     def __xor__(self, other: Any) -> AsyncQuerySet[M]:
-        return self._keep_class(super().__xor__(other))
+        # Django 5.1+; in django-stubs 6.1, not 5.2.
+        return self._keep_class(super().__xor__(other))  # type: ignore[misc, unused-ignore]
 
     def _keep_class(self, result: Any) -> AsyncQuerySet[M]:
         if isinstance(result, AsyncQuerySet):
@@ -251,22 +229,32 @@ class AsyncQuerySet(AsyncQueryMethods[M], QuerySet):
         # A fresh copy of the result's state in an instance of our class
         # (``__class__`` assignment is refused: the layouts differ).
         clone = object.__new__(type(self))
-        clone.__dict__.update(result._chain().__dict__)
+        vars(clone).update(vars(result._chain()))
         return clone
 
     def __aiter__(self) -> AsyncIterator[M]:
         async def rows() -> AsyncIterator[M]:
             await run(self._fetch_all)
-            for item in self._result_cache:
+            for item in self._result_cache or ():
                 yield item
 
         return rows()
 
 
-class AsyncManager(AsyncQueryMethods[M], BaseManager.from_queryset(AsyncQuerySet)):  # type: ignore[misc]
+if TYPE_CHECKING:
+    # For type checkers (mypy with django-stubs, pyright) the manager is a
+    # Django ``Manager[M]`` whose chain methods return ``AsyncQuerySet[M]``
+    # (declared below); at run time it is built by ``from_queryset``.
+    _ManagerBase = Manager
+else:
+    _ManagerBase = BaseManager.from_queryset(AsyncQuerySet)
+
+
+class AsyncManager(AsyncQueryMethods[M], _ManagerBase[M]):
     """A real Django manager (admin, forms and sync code work) returning ``AsyncQuerySet``.
 
-    ``objects: AsyncManager[Pizza] = AsyncManager()``.
+    ``objects: ClassVar[AsyncManager[Self]] = AsyncManager()`` (``typing.ClassVar`` and
+    ``typing.Self``: the form django-stubs' mypy plugin and pyright both read).
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -279,8 +267,27 @@ class AsyncManager(AsyncQueryMethods[M], BaseManager.from_queryset(AsyncQuerySet
                 setattr(cls, name, _bridged_method(name[1:]))
 
     if TYPE_CHECKING:
-
+        # Django's chain methods, typed (at run time they are Django's own).
         def get_queryset(self) -> AsyncQuerySet[M]: ...
+        def all(self) -> AsyncQuerySet[M]: ...
+        def filter(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
+        def exclude(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
+        def complex_filter(self, filter_obj: Any) -> AsyncQuerySet[M]: ...
+        def annotate(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
+        def alias(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
+        def order_by(self, *field_names: Any) -> AsyncQuerySet[M]: ...
+        def reverse(self) -> AsyncQuerySet[M]: ...
+        def distinct(self, *field_names: str) -> AsyncQuerySet[M]: ...
+        def select_related(self, *fields: Any) -> AsyncQuerySet[M]: ...
+        def prefetch_related(self, *lookups: Any) -> AsyncQuerySet[M]: ...
+        def only(self, *fields: str) -> AsyncQuerySet[M]: ...
+        def defer(self, *fields: Any) -> AsyncQuerySet[M]: ...
+        def using(self, alias: str | None) -> AsyncQuerySet[M]: ...
+        def select_for_update(self, *args: Any, **kwargs: Any) -> AsyncQuerySet[M]: ...
+        def none(self) -> AsyncQuerySet[M]: ...
+        def union(self, *other_qs: Any, all: bool = False) -> AsyncQuerySet[M]: ...
+        def intersection(self, *other_qs: Any) -> AsyncQuerySet[M]: ...
+        def difference(self, *other_qs: Any) -> AsyncQuerySet[M]: ...
 
 
 _RELATED_ASYNC_METHODS = (

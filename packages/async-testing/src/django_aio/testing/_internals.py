@@ -238,7 +238,7 @@ def install_tracking() -> None:
     async def tracked_acquire(self: Any) -> Lease:
         allowed = _allowed.get(asyncio.get_running_loop())
         if allowed is not None and self.alias not in allowed[0]:
-            from django.test.testcases import DatabaseOperationForbidden
+            from django.test.testcases import DatabaseOperationForbidden  # type: ignore[attr-defined]
 
             raise DatabaseOperationForbidden(
                 f"Database queries to {self.alias!r} are not allowed in this test. "

@@ -315,5 +315,5 @@ def _exit(self: transaction.Atomic, exc_type: Any, exc_value: Any, traceback: An
 def install() -> None:
     """Patch Django's ``Atomic`` once (inert for connections without a TestTransaction)."""
     if transaction.Atomic.__enter__ is not _enter:
-        transaction.Atomic.__enter__ = _enter
-        transaction.Atomic.__exit__ = _exit
+        transaction.Atomic.__enter__ = _enter  # type: ignore[method-assign]
+        transaction.Atomic.__exit__ = _exit  # type: ignore[method-assign]

@@ -169,10 +169,11 @@ class RollbackDatabase(_Database):
 
     def _enter(self, alias: str) -> None:
         atomic = transaction.atomic(using=alias)
-        atomic._from_testcase = True  # lets durable blocks of the code under test open
+        # Lets durable blocks of the code under test open.
+        atomic._from_testcase = True  # type: ignore[attr-defined]
         # Our TestTransaction runs the callbacks of the block above this one,
         # so django_aio.atomic has nothing ambiguous to report there.
-        atomic._django_aio_test_runs_callbacks = True
+        atomic._django_aio_test_runs_callbacks = True  # type: ignore[attr-defined]
         atomic.__enter__()
         self.atomics[alias] = atomic
         state = self.states[alias] = TestTransaction(connections[alias])

@@ -77,10 +77,10 @@ class _AsyncioLifecycle(TransactionTestCase):
         )
         if not skipped:
             try:
-                if self.__class__._pre_setup_ran_eagerly:
-                    self.__class__._pre_setup_ran_eagerly = False
+                if self.__class__._pre_setup_ran_eagerly:  # type: ignore[attr-defined]
+                    self.__class__._pre_setup_ran_eagerly = False  # type: ignore[attr-defined]
                 else:
-                    self._pre_setup()
+                    self._pre_setup()  # type: ignore[attr-defined]
             except Exception:
                 if debug:
                     raise
@@ -98,7 +98,7 @@ class _AsyncioLifecycle(TransactionTestCase):
             self._aio_driver = None
         if not skipped:
             try:
-                self._post_teardown()
+                self._post_teardown()  # type: ignore[attr-defined]
             except Exception:
                 if debug:
                     raise
@@ -141,7 +141,7 @@ class _AsyncioLifecycle(TransactionTestCase):
     def _callCleanup(self, function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         self._run(function, *args, **kwargs)
 
-    def doCleanups(self) -> bool:
+    def doCleanups(self) -> bool:  # type: ignore[override]
         ok = bool(super().doCleanups())
         outcome = getattr(self, "_outcome", None)
         if outcome is None:
@@ -176,7 +176,7 @@ class _AsyncioLifecycle(TransactionTestCase):
         )
 
     def _databases_list(self) -> list[str]:
-        return self._databases_names(include_mirrors=False)  # type: ignore[no-any-return]
+        return self._databases_names(include_mirrors=False)  # type: ignore[no-any-return, attr-defined]
 
     # -- assertions ----------------------------------------------------------
 
@@ -225,7 +225,7 @@ class AsyncioTestCase(_AsyncioLifecycle):
     transaction open or a connection checked out fails, naming it.
     """
 
-    _aio_db: RollbackDatabase | None
+    _aio_db: RollbackDatabase | None  # pyright: ignore[reportIncompatibleVariableOverride]
 
     @classmethod
     def setUpTestData(cls) -> None:
@@ -278,7 +278,7 @@ class AsyncioTransactionTestCase(_AsyncioLifecycle):
     @classmethod
     def _fixture_setup(cls) -> None:
         # Django's own: loads fixtures on the sync connection, which commits.
-        TransactionTestCase._fixture_setup.__func__(cls)
+        TransactionTestCase._fixture_setup.__func__(cls)  # type: ignore[attr-defined]
 
     def _make_database(self) -> TransactionalDatabase:
         return TransactionalDatabase(
@@ -288,4 +288,4 @@ class AsyncioTransactionTestCase(_AsyncioLifecycle):
     def _flush(self, aliases: list[str]) -> None:
         # Django's flush (honours available_apps and serialized_rollback),
         # run in the bridge after every async connection was checked.
-        TransactionTestCase._fixture_teardown(self)
+        TransactionTestCase._fixture_teardown(self)  # type: ignore[attr-defined]

@@ -39,14 +39,14 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         ``min_size=4`` failing on the sync side.
         """
         raw = self.settings_dict["OPTIONS"].get("pool")
-        if not raw or self.alias in self._connection_pools or self.alias == NO_DB_ALIAS:
-            return super().pool
+        if not raw or self.alias in self._connection_pools or self.alias == NO_DB_ALIAS:  # type: ignore[attr-defined]
+            return super().pool  # type: ignore[misc, unused-ignore]  # not in django-stubs 5.2
         options = pool_options(self.alias, self.settings_dict, for_sync=True)
         # Django's property reads OPTIONS["pool"] from this wrapper's settings:
         # show it the full set for the one call, without touching the shared dict.
         shared = self.settings_dict
         self.settings_dict = {**shared, "OPTIONS": {**shared["OPTIONS"], "pool": options}}
         try:
-            return super().pool
+            return super().pool  # type: ignore[misc, unused-ignore]  # not in django-stubs 5.2
         finally:
             self.settings_dict = shared

@@ -36,13 +36,15 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FullResultSet
-from django.db.backends.postgresql.compiler import (
+from django.db.backends.postgresql.compiler import (  # pyright: ignore[reportMissingImports]
     SQLAggregateCompiler,
     SQLDeleteCompiler,
     SQLInsertCompiler,
     SQLUpdateCompiler,
 )
-from django.db.backends.postgresql.compiler import SQLCompiler as PostgreSQLCompiler
+from django.db.backends.postgresql.compiler import (  # pyright: ignore[reportMissingImports]
+    SQLCompiler as PostgreSQLCompiler,
+)
 from django.db.models.expressions import Col
 from django.db.models.sql.datastructures import BaseTable, Join
 
@@ -204,10 +206,14 @@ class SQLCompiler(PostgreSQLCompiler):
                 with_col_aliases,
                 _query_state(query),
             )
+        except _Unfreezable:
+            _counts["uncacheable"] += 1
+            return super().as_sql(with_limits, with_col_aliases)
+        try:
             where_sql, where_params = self.compile(query.where)
         except FullResultSet:
             where_sql, where_params = "", ()
-        except (_Unfreezable, EmptyResultSet):
+        except EmptyResultSet:
             _counts["uncacheable"] += 1
             return super().as_sql(with_limits, with_col_aliases)
         where_params = tuple(where_params)
