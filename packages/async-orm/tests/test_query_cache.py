@@ -127,9 +127,22 @@ def test_same_sql_and_rows_with_and_without_the_cache(library: None, shape: str)
         with override_settings(DJANGO_AIO_QUERY_CACHE=False):
             expected_sql = _sql(make(n))
             expected_rows = _rows(make(n))
+            expected_aliases = _aliases_after_compiling(make(n))
         for _ in range(2):  # a miss, then a hit where the shape is cacheable
             assert _sql(make(n)) == expected_sql
             assert _rows(make(n)) == expected_rows
+            assert _aliases_after_compiling(make(n)) == expected_aliases
+
+
+def _aliases_after_compiling(qs: QuerySet[Any, Any]) -> Any:
+    # Compiling adds aliases to the query (Django's own tests look at them).
+    _sql(qs)
+    query = qs.query
+    return (
+        dict(query.alias_map),
+        dict(query.alias_refcount),
+        {table: list(aliases) for table, aliases in query.table_map.items()},
+    )
 
 
 def _sql(qs: QuerySet[Any, Any]) -> Any:
@@ -199,3 +212,12 @@ async def test_async_queries_hit_it() -> None:
         assert [a.pk async for a in Author.objects.filter(pk=ann.pk)] == [ann.pk]
     info = query_cache_info()
     assert (info.misses, info.hits) == (2, 4)
+
+
+def test_a_hit_leaves_the_query_as_compiling_does(library: None) -> None:
+    for _ in range(2):  # a miss, then a hit
+        qs = Book.objects.select_related("author").order_by("author__name")
+        assert len(qs.query.alias_map) == 0
+        list(qs)
+        assert sorted(qs.query.alias_map) == ["orm_testapp_author", "orm_testapp_book"]
+    assert query_cache_info().hits == 1

@@ -25,7 +25,11 @@ keyed by everything it was produced from except the values:
 On a hit the compiler gets the state a full compilation leaves behind and
 that the result iterators read (``select``, ``klass_info``,
 ``annotation_col_map``, ``col_count``, ``has_extra_select``, ``where``), so
-model instances, ``select_related`` and converters work as before. Django's
+model instances, ``select_related`` and converters work as before. The query
+itself is left as compiling it would leave it: compiling adds aliases to it
+(the base table, the joins of ``select_related`` and of ordering), which code
+may inspect afterwards, so the attributes a compilation changed are recorded
+with the entry and set again, as copies, on each hit. Django's
 whole test suite runs with the cache on. ``DJANGO_AIO_QUERY_CACHE = False``
 turns it off.
 """
@@ -125,12 +129,14 @@ class _Entry:
         "has_extra_select",
         "klass_info",
         "meta_ordering",
+        "replay",
         "select",
         "sql",
     )
 
-    def __init__(self, compiler: Any, sql: str | None) -> None:
+    def __init__(self, compiler: Any, sql: str | None, replay: list[tuple[str, Any]]) -> None:
         self.sql = sql
+        self.replay = replay
         self.select = compiler.select
         self.klass_info = compiler.klass_info
         self.annotation_col_map = compiler.annotation_col_map
@@ -162,6 +168,37 @@ def clear_query_cache() -> None:
 def query_cache_info() -> QueryCacheInfo:
     """How often SELECTs were served from the cache (Note [Compiled query cache])."""
     return QueryCacheInfo(_counts["hits"], _counts["misses"], _counts["uncacheable"], len(_cache))
+
+
+def _copied(value: Any) -> Any:
+    # Django shares and mutates in place the lists of ``table_map`` between
+    # clones; a replayed value must be the query's own.
+    kind = type(value)
+    if kind is dict:
+        return {key: list(item) if type(item) is list else item for key, item in value.items()}
+    if kind is list or kind is set:
+        return kind(value)
+    return value
+
+
+def _changes(query: Any, before: tuple[tuple[str, Any], ...]) -> list[tuple[str, Any]] | None:
+    """What compiling did to the query's attributes (new aliases, refcounts), to replay on hits.
+
+    ``None`` if the query can no longer be compared (then it is not cached).
+    """
+    try:
+        after = _query_state(query)
+    except _Unfreezable:
+        return None
+    earlier = dict(before)
+    missing = object()
+    if len(after) < len(earlier):
+        return None  # an attribute went away: not something we replay
+    return [
+        (key, _copied(query.__dict__[key]))
+        for key, frozen in after
+        if earlier.get(key, missing) != frozen
+    ]
 
 
 def _enabled() -> bool:
@@ -204,7 +241,7 @@ class SQLCompiler(PostgreSQLCompiler):
                 self.elide_empty,
                 with_limits,
                 with_col_aliases,
-                _query_state(query),
+                state := _query_state(query),
             )
         except _Unfreezable:
             _counts["uncacheable"] += 1
@@ -235,11 +272,16 @@ class SQLCompiler(PostgreSQLCompiler):
             self.has_extra_select = entry.has_extra_select
             self._meta_ordering = entry.meta_ordering
             self.where, self.having, self.qualify = query.where, None, None
+            # Leave the query as a compilation would (Note [Compiled query cache]).
+            for name, value in entry.replay:
+                query.__dict__[name] = _copied(value)
             return entry.sql, where_params
         _counts["misses"] += 1
         sql, params = super().as_sql(with_limits, with_col_aliases)
+        replay = _changes(query, state)
         cacheable = (
-            tuple(params) == where_params
+            replay is not None
+            and tuple(params) == where_params
             and self.having is None
             and self.qualify is None
             and self.where is query.where
@@ -247,5 +289,5 @@ class SQLCompiler(PostgreSQLCompiler):
         )
         if len(_cache) >= _MAX_ENTRIES:
             _cache.clear()
-        _cache[key] = _Entry(self, sql if cacheable else None)
+        _cache[key] = _Entry(self, sql if cacheable else None, replay or [])
         return sql, params
