@@ -27,7 +27,10 @@ from faults._support import django_settings  # noqa: E402
 from faults.server import Server, make_template  # noqa: E402
 
 if not settings.configured:
-    settings.configure(**django_settings(port=1))
+    _settings = django_settings(port=1)
+    # test_replica.py points "replica" at a streaming standby of the primary.
+    _settings["DATABASES"]["replica"] = dict(_settings["DATABASES"]["default"])
+    settings.configure(**_settings)
     django.setup()
 
 

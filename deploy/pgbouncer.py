@@ -126,8 +126,9 @@ class PgBouncer:
                 text = self.log()
                 self.process = None
                 raise RuntimeError(f"pgbouncer exited at start:\n{text}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.5
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
             ):
                 return
             if time.monotonic() > deadline:
