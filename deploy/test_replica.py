@@ -83,15 +83,16 @@ def standby(primary: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     folder = tmp_path_factory.mktemp("standby")
     _prepare_permissions(folder)
     data = folder / "data"
-    subprocess.run(
+    done = subprocess.run(
         [
             *(str(_bin() / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port)),
             *("-U", "postgres", "-D", str(data), "-R", "-X", "stream", "--no-sync"),
         ],
-        check=True,
         capture_output=True,
         **_run_as(),
     )
+    if done.returncode:
+        raise RuntimeError(f"pg_basebackup failed: {done.stderr.decode()[-2000:]}")
     data.chmod(0o700)
     pg = Server(data, copy=False)
     pg.log = Path(folder) / "postgres.log"

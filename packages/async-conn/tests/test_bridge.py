@@ -105,6 +105,7 @@ async def test_context_variables_set_in_the_bridge_reach_the_task() -> None:
     assert var.get() == "from the bridge"
 
 
+@pytest.mark.direct_server
 async def test_gathered_units_run_in_parallel_on_separate_connections() -> None:
     arrived = 0
     all_here = asyncio.Event()
