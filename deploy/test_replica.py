@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import shutil
 import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -83,16 +86,25 @@ def standby(primary: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     folder = tmp_path_factory.mktemp("standby")
     _prepare_permissions(folder)
     data = folder / "data"
-    done = subprocess.run(
-        [
-            *(str(_bin() / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port)),
-            *("-U", "postgres", "-D", str(data), "-R", "-X", "stream", "--no-sync"),
-        ],
-        capture_output=True,
-        **_run_as(),
-    )
-    if done.returncode:
-        raise RuntimeError(f"pg_basebackup failed: {done.stderr.decode()[-2000:]}")
+    failures = []
+    for _ in range(2):  # once, in CI, it failed without saying why: try again once
+        shutil.rmtree(data, ignore_errors=True)
+        done = subprocess.run(
+            [
+                *(str(_bin() / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port)),
+                *("-U", "postgres", "-D", str(data), "-R", "-X", "stream", "--no-sync"),
+            ],
+            capture_output=True,
+            **_run_as(),
+        )
+        if not done.returncode:
+            break
+        failures.append(done.stderr.decode()[-2000:])
+        # Not warnings.warn: the test run turns warnings into errors.
+        print(f"pg_basebackup failed, trying again: {failures[-1]}", file=sys.stderr)
+        time.sleep(1)
+    else:
+        raise RuntimeError("pg_basebackup failed twice:\n" + "\n".join(failures))
     data.chmod(0o700)
     pg = Server(data, copy=False)
     pg.log = Path(folder) / "postgres.log"
