@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 
 from django_aio.conn.testdb import database_settings
 
@@ -21,9 +23,7 @@ for _layer in ("django_aio.atomic", "django_aio.orm"):
     except ImportError:
         pass
 
-# DATABASE_URL / PG* when set, else an embedded PostgreSQL.
-DATABASES = {
-    "default": database_settings(
-        "django_aio_demo", OPTIONS={"pool": {"min_size": 2, "max_size": 10}}
-    )
-}
+# DATABASE_URL / PG* when set, else an embedded PostgreSQL. DJANGO_AIO_DEMO_POOL
+# (JSON) replaces the pool options, e.g. '{"min_size": 1, "max_size": 3}'.
+POOL = json.loads(os.environ.get("DJANGO_AIO_DEMO_POOL") or '{"min_size": 2, "max_size": 10}')
+DATABASES = {"default": database_settings("django_aio_demo", OPTIONS={"pool": POOL})}

@@ -105,6 +105,7 @@ async def test_context_variables_set_in_the_bridge_reach_the_task() -> None:
     assert var.get() == "from the bridge"
 
 
+@pytest.mark.direct_server
 async def test_gathered_units_run_in_parallel_on_separate_connections() -> None:
     arrived = 0
     all_here = asyncio.Event()
@@ -209,6 +210,29 @@ async def test_blocking_work_in_the_bridge_is_reported(caplog: pytest.LogCapture
     with caplog.at_level(logging.WARNING, logger="django_aio.conn"):
         await run_sync(time.sleep, 0.2)
     assert "without awaiting database I/O, blocking the event loop" in caplog.text
+
+
+@override_settings(DEBUG=True, DJANGO_AIO_SLOW_BRIDGE_WARNING=0.05)
+async def test_the_slow_unit_report_never_reprs_the_callable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A QuerySet's repr runs a query: the report of a slow qs.first must not.
+    import time
+
+    class Evaluates:
+        def __repr__(self) -> str:
+            raise AssertionError("repr() of the callable's object was called")
+
+        def work(self) -> int:
+            time.sleep(0.2)
+            return 1
+
+    with caplog.at_level(logging.WARNING, logger="django_aio.conn"):
+        assert await run_sync(Evaluates().work) == 1
+    assert (
+        "run_sync(test_the_slow_unit_report_never_reprs_the_callable.<locals>.Evaluates.work)"
+        in caplog.text
+    )
 
 
 @override_settings(DEBUG=False)

@@ -252,6 +252,7 @@ def _stable_sessions() -> int:
     return previous
 
 
+@pytest.mark.direct_server
 def test_two_event_loops_one_after_the_other(database_options: dict[str, Any]) -> None:
     # One connection per pool, so none is still being opened at shutdown.
     database_options["pool"] = {"min_size": 1, "max_size": 1}

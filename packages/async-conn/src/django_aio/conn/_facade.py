@@ -18,6 +18,7 @@ from psycopg import sql
 from psycopg.client_cursor import ClientCursorMixin
 
 from ._greenlet import await_, await_coroutine
+from ._pooler import explain_pooler_error
 
 __all__ = ["AsyncServerSideClientCursor", "SyncConnection", "SyncCopy", "SyncCursor"]
 
@@ -58,23 +59,56 @@ class SyncCursor:
     def description(self) -> Any:
         return self.acursor.description
 
+    def _holdable(self) -> bool:
+        return isinstance(self.acursor, psycopg.AsyncServerCursor) and self.acursor.withhold
+
+    def _explain(self, exc: psycopg.Error) -> None:
+        # Note [Transaction poolers] in _pooler.py: raises the explained error, if any.
+        if isinstance(exc, psycopg.errors.InvalidCursorName):
+            named = self._holdable()  # inside a transaction, a pooler is not the cause
+        else:
+            named = isinstance(self.acursor, psycopg.AsyncServerCursor)
+        explained = explain_pooler_error(exc, self.connection.alias, named=named)
+        if explained is not None:
+            raise explained from exc
+
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> SyncCursor:
-        await_(self.acursor.execute(query, params, **kwargs))
+        try:
+            await_(self.acursor.execute(query, params, **kwargs))
+        except psycopg.ProgrammingError as exc:
+            self._explain(exc)
+            raise
         return self
 
     def executemany(self, query: Any, params_seq: Iterable[Any], **kwargs: Any) -> None:
-        await_(self.acursor.executemany(query, params_seq, **kwargs))
+        try:
+            await_(self.acursor.executemany(query, params_seq, **kwargs))
+        except psycopg.ProgrammingError as exc:
+            self._explain(exc)
+            raise
 
     # Fetching from a client-side cursor reads rows already received, so the
     # coroutine usually finishes at once (Note [Fast path] in _greenlet.py).
     def fetchone(self) -> Any:
-        return await_coroutine(self.acursor.fetchone())
+        try:
+            return await_coroutine(self.acursor.fetchone())
+        except psycopg.ProgrammingError as exc:
+            self._explain(exc)
+            raise
 
     def fetchmany(self, size: int = 0) -> list[Any]:
-        return await_coroutine(self.acursor.fetchmany(size))
+        try:
+            return await_coroutine(self.acursor.fetchmany(size))
+        except psycopg.ProgrammingError as exc:
+            self._explain(exc)
+            raise
 
     def fetchall(self) -> list[Any]:
-        return await_coroutine(self.acursor.fetchall())
+        try:
+            return await_coroutine(self.acursor.fetchall())
+        except psycopg.ProgrammingError as exc:
+            self._explain(exc)
+            raise
 
     def __iter__(self) -> Iterator[Any]:
         while True:
@@ -113,7 +147,15 @@ class SyncCursor:
         # Closing a closed cursor needs no connection: it may no longer be ours
         # (Note [Task end] in _connection.py).
         if not self.acursor.closed:
-            await_coroutine(self.acursor.close())
+            try:
+                await_coroutine(self.acursor.close())
+            except psycopg.errors.InvalidCursorName:
+                if not self._holdable():
+                    raise
+                # Declared on another server session behind a transaction
+                # pooler (Note [Transaction poolers] in _pooler.py): nothing
+                # is left to close on ours, so close only the client side.
+                await_coroutine(psycopg.AsyncCursor.close(self.acursor))
         self.connection.forget(self)
 
     @property
@@ -166,8 +208,9 @@ class SyncCopy:
 class SyncConnection:
     """What Django sees as a psycopg ``Connection``; wraps an ``AsyncConnection``."""
 
-    def __init__(self, aconnection: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(self, aconnection: psycopg.AsyncConnection[Any], alias: str = "default") -> None:
         self.aconnection = aconnection
+        self.alias = alias  # named in errors
         # Named cursors stay open on the server until closed; the unit closes
         # whatever Django left open before the connection goes back to the pool.
         self.server_cursors: set[SyncCursor] = set()

@@ -256,6 +256,14 @@ def _check_slow(started: float, fn: Callable[..., Any]) -> None:
             "event loop for every other task. Blocking non-database I/O (a slow signal "
             "receiver, a sync cache or HTTP client) must not run inside the bridge: "
             "make it async, or move it out with sync_to_async.",
-            getattr(fn, "__qualname__", repr(fn)),
+            _describe(fn),
             elapsed,
         )
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    # Never repr() the callable: a bound method's repr includes its object's,
+    # and a QuerySet's repr runs a query, here, outside any unit of work.
+    target = getattr(fn, "func", fn)  # functools.partial
+    name = getattr(target, "__qualname__", None)
+    return name if isinstance(name, str) else type(target).__qualname__

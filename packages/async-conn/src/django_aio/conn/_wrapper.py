@@ -79,7 +79,7 @@ class BridgedWrapperMixin:
                     f"specified. Use one of the psycopg.IsolationLevel values."
                 ) from None
             set_isolation_level = True
-        connection = SyncConnection(self.django_aio_lease.usable_connection())
+        connection = SyncConnection(self.django_aio_lease.usable_connection(), self.alias)
         if set_isolation_level:
             connection.isolation_level = self.isolation_level
         return connection
