@@ -18,7 +18,9 @@ extensions = ["myst_parser", "sphinx.ext.autodoc"]
 source_suffix = {".md": "markdown"}
 myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3
-exclude_patterns = ["_build", "README.md"]
+# deploying.md is a page of the repository (linked from the README) that
+# deployment.md includes.
+exclude_patterns = ["_build", "README.md", "deploying.md"]
 root_doc = "index"
 
 html_theme = "furo"
