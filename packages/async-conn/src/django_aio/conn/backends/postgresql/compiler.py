@@ -17,10 +17,11 @@ keyed by everything it was produced from except the values:
   database alias and the arguments of ``as_sql``;
 - a query is only cached when all its parameters come from the WHERE clause,
   and when every attribute is made of plain values (strings, numbers, model
-  classes, tables, joins, columns, in tuples, lists, sets and dicts).
-  Annotations, extra(), combinators, select_for_update (whose check depends on
-  the connection's state at the time), subquery-bearing attributes and
-  anything else unknown are compiled by Django every time.
+  classes, tables, joins, columns, in tuples, lists, sets and dicts): so
+  ``extra(select=...)`` without parameters is cached, with parameters it is
+  not. Annotations, combinators, select_for_update (whose check depends on the
+  connection's state at the time), subquery-bearing attributes and anything
+  else unknown are compiled by Django every time.
 
 On a hit the compiler gets the state a full compilation leaves behind and
 that the result iterators read (``select``, ``klass_info``,
@@ -227,7 +228,6 @@ class SQLCompiler(PostgreSQLCompiler):
             or query.combinator
             or query.select_for_update
             or query.annotations
-            or query.extra
             or not _enabled()
         ):
             return super().as_sql(with_limits, with_col_aliases)
