@@ -86,7 +86,9 @@ SHAPES: dict[str, Callable[[int], QuerySet[Any, Any]]] = {
     "reverse join": lambda n: Author.objects.filter(books__pages__gt=100 * n).distinct(),
     "m2m join": lambda n: Book.objects.filter(tags__name=["red", "blue"][n % 2]),
     "select_related": lambda n: Book.objects.select_related("author", "editor").filter(pages__gt=n),
-    "select_related all": lambda n: Book.objects.select_related().order_by("pages")[: n + 1],
+    "select_related nested": lambda n: Book.objects.select_related("author__profile").order_by(
+        "pages"
+    )[: n + 1],
     "slice": lambda n: Book.objects.order_by("title")[n : n + 2],
     "only": lambda n: Book.objects.only("title").filter(pages__gte=n * 100),
     "defer": lambda n: Book.objects.defer("written", "pages").filter(pk__gte=n),
