@@ -21,6 +21,7 @@ class AsyncConnConfig(AppConfig):
         install()
         install_testcase_binding()
         checks.register(check_engines, checks.Tags.database)
+        checks.register(check_slow_bridge_setting)
 
 
 def _bridgeable(engine: str) -> bool:
@@ -46,3 +47,14 @@ def check_engines(**kwargs: object) -> list[checks.CheckMessage]:
             id="django_aio.W001",
         )
     ]
+
+
+def check_slow_bridge_setting(**kwargs: object) -> list[checks.CheckMessage]:
+    """Refuse a ``DJANGO_AIO_SLOW_BRIDGE_WARNING`` below what the bridge can time."""
+    from ._settings import slow_bridge_threshold
+
+    try:
+        slow_bridge_threshold()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="django_aio.E001")]
+    return []
