@@ -79,7 +79,7 @@ class BridgeGreenlet(greenlet):
 
     def __init__(self) -> None:
         super().__init__(self._serve)
-        # What the routing of ``django.db.connections`` reads: see _units.py.
+        # What the routing of ``django.db.connections`` reads: see _routing.py.
         self.django_aio_unit: object = None
 
     def _serve(self, job: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]) -> None:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from django.db.backends.base.validation import BaseDatabaseValidation
     from django.db.backends.postgresql.base import DatabaseWrapper
 
-    from ._pool import Lease
+    from ._lease import Lease
 
 __all__ = ["Introspection", "static_wrapper"]
 

@@ -18,7 +18,7 @@ active.")`` as Django does, and savepoints outside a transaction are no-ops
 returning ``None``, as in Django.
 
 A task that ends with autocommit off is handled by the one release path
-(Note [Task end] in _connection.py): the pool sees a connection that is not
+(Note [Task end] in _task_end.py): the pool sees a connection that is not
 in autocommit and closes it instead of returning it, so uncommitted work is
 rolled back by the server and never reaches another task.
 """
@@ -35,7 +35,7 @@ from ._scope import Pin, pop_pin, push_pin
 
 if TYPE_CHECKING:
     from ._connection import AsyncConnection
-    from ._pool import Lease
+    from ._lease import Lease
     from ._scope import Scope
 
 __all__ = ["ManualTransactions"]
@@ -108,7 +108,7 @@ class ManualTransactions:
 
         def call() -> Any:
             # Routed to the task's held connection, or a pooled one for the
-            # call (Note [Routing] in _units.py).
+            # call (Note [Routing] in _routing.py).
             return getattr(connections[alias], method)(*args)
 
         return await run_sync(call)

@@ -38,7 +38,7 @@ from ._errors import ConnectionOwnedByAnotherTask
 
 if TYPE_CHECKING:
     from ._connection import AsyncConnection
-    from ._pool import Lease
+    from ._lease import Lease
 
 __all__ = [
     "Pin",
@@ -59,7 +59,7 @@ class Scope:
     """The connections of one task (Note [Scopes]).
 
     Refers to its task weakly: ownership must never keep a task alive (Note
-    [Task end] in _connection.py).
+    [Task end] in _task_end.py).
     """
 
     __slots__ = ("__weakref__", "_finalizer", "_task_ref", "connections", "loop", "name")
@@ -79,7 +79,7 @@ class Scope:
     def watch(self) -> None:
         """Release this scope's connections when its task ends or is destroyed (once per task).
 
-        See Note [Task end] in _connection.py.
+        See Note [Task end] in _task_end.py.
         """
         if self._finalizer is not None:
             return
@@ -232,7 +232,7 @@ def pop_pin(pin: Pin, token: Any) -> None:
     """End ``pin``; safe from another task or context than the one that pushed it.
 
     An abandoned async generator's block is exited by the loop in a new task
-    with a context of its own (Note [Task end] in _connection.py), where the
+    with a context of its own (Note [Task end] in _task_end.py), where the
     token cannot be reset.
     """
     pin.active = False

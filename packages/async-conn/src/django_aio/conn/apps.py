@@ -15,8 +15,8 @@ class AsyncConnConfig(AppConfig):
     verbose_name = "django-aio connections"
 
     def ready(self) -> None:
-        from ._testcase import install_testcase_binding
-        from ._units import install
+        from ._routing import install
+        from ._testcase_binding import install_testcase_binding
 
         install()
         install_testcase_binding()
@@ -24,21 +24,16 @@ class AsyncConnConfig(AppConfig):
         checks.register(check_slow_bridge_setting)
 
 
-def _bridgeable(engine: str) -> bool:
-    from django.db.utils import load_backend
-
-    try:
-        return bool(getattr(load_backend(engine).DatabaseWrapper, "django_aio_bridgeable", False))
-    except ImproperlyConfigured:
-        return False
-
-
 def check_engines(**kwargs: object) -> list[checks.CheckMessage]:
     """Warn when no database alias can be used by django_aio."""
     from django.conf import settings
 
     engine = "django_aio.conn.backends.postgresql"
-    if any(_bridgeable(db.get("ENGINE", "")) for db in settings.DATABASES.values()):
+    from ._bridgeable import bridgeable_engine
+
+    # settings.DATABASES, not connections.settings: the check may run under
+    # override_settings(DATABASES=...), which Django's handler never sees.
+    if any(bridgeable_engine(db.get("ENGINE", "")) for db in settings.DATABASES.values()):
         return []
     return [
         checks.Warning(

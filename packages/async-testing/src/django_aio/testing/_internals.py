@@ -48,7 +48,7 @@ from django.db import connections
 from django.db.utils import load_backend
 
 from django_aio.conn import AsyncConnection as _AsyncConnection
-from django_aio.conn import _loops, _pool, _scope, _wrapper, layers
+from django_aio.conn import _loops, _pool, _scope, _wrapper, bridgeable_engine, layers
 
 __all__ = [
     "Checkout",
@@ -75,9 +75,9 @@ def prepare_bridged_classes() -> None:
     needed, so this only moves the work out of the first test.
     """
     for alias in connections:
-        backend = load_backend(connections.settings[alias]["ENGINE"])
-        if getattr(backend.DatabaseWrapper, "django_aio_bridgeable", False):
-            _wrapper.bridged_class(backend.DatabaseWrapper)
+        engine = connections.settings[alias]["ENGINE"]
+        if bridgeable_engine(engine):
+            _wrapper.bridged_class(load_backend(engine).DatabaseWrapper)
 
 
 class SharedLock:

@@ -43,6 +43,7 @@ from typing import Any
 from django.db import transaction
 
 from django_aio.atomic import after_commit_settings
+from django_aio.atomic.layers import run_callback
 
 __all__ = ["CapturedCallbacks", "TestTransaction", "install"]
 
@@ -89,17 +90,7 @@ def call_hook(func: Callable[[], Any], robust: bool) -> None:
     if isinstance(func, _Captured):
         func.capture.add(func.func, func.robust)
         return
-    if not robust:
-        func()
-        return
-    try:
-        func()
-    except Exception as exc:
-        logger.error(
-            f"Error calling {getattr(func, '__qualname__', func)} in on_commit() (%s).",
-            exc,
-            exc_info=True,
-        )
+    run_callback(func, robust)
 
 
 class TestTransaction:

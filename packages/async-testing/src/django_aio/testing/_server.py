@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from django.db import connections
 
-from django_aio.conn import testdb
+from django_aio.conn import bridgeable, testdb
 
 __all__ = ["use_embedded_server_if_needed"]
 
@@ -45,8 +45,7 @@ def use_embedded_server_if_needed(mode: str) -> list[str]:
     candidates = [
         alias
         for alias in connections
-        if getattr(connections[alias].__class__, "django_aio_bridgeable", False)
-        and _names_no_server(connections.settings[alias])
+        if bridgeable(alias) and _names_no_server(connections.settings[alias])
     ]
     if not candidates:
         return []
