@@ -166,3 +166,94 @@ def test_the_private_import_check_catches_each_form(source: str, expected: list[
     assert len(found) == len(expected)
     for violation, start in zip(found, expected, strict=True):
         assert violation.startswith(start)
+
+
+# -- django_aio.conn's own import graph --------------------------------------
+
+CONN = PACKAGES / "async-conn" / "src" / "django_aio" / "conn"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(CONN).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(["django_aio", "conn", *parts])
+
+
+def _resolve(module: str, node: ast.ImportFrom, alias: str) -> list[str]:
+    """The conn modules a ``from ... import`` in ``module`` names (itself or its names)."""
+    if node.level:
+        # The containing package: for an __init__ the package itself.
+        package = module.split(".")[:-1]
+        base = package[: len(package) - node.level + 1]
+        target = ".".join([*base, node.module] if node.module else base)
+    else:
+        target = node.module or ""
+    return [target, f"{target}.{alias}"]
+
+
+def conn_imports(path: Path) -> tuple[set[str], list[str]]:
+    """Runtime module-level imports of other conn modules, and function-level ones."""
+    module = _module_name(path)
+    if path.name == "__init__.py":
+        module += ".__init__"
+    known = {_module_name(p) for p in CONN.rglob("*.py")}
+    top: set[str] = set()
+    inner: list[str] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue  # never runs: no runtime edge
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                visit(child, True)
+                continue
+            targets: list[str] = []
+            if isinstance(child, ast.ImportFrom):
+                for alias in child.names:
+                    targets += _resolve(module, child, alias.name)
+            elif isinstance(child, ast.Import):
+                targets = [alias.name for alias in child.names]
+            for target in targets:
+                if target in known and target != _module_name(path):
+                    if in_function:
+                        inner.append(f"line {child.lineno}: {target}")
+                    else:
+                        top.add(target)
+            visit(child, in_function)
+
+    visit(ast.parse(path.read_text()), False)
+    return top, inner
+
+
+def test_conn_modules_import_each_other_only_at_module_level() -> None:
+    found = {
+        _module_name(path): inner
+        for path in sorted(CONN.rglob("*.py"))
+        if (inner := conn_imports(path)[1])
+    }
+    assert found == {}, "an import inside a function hides a dependency (or a cycle)"
+
+
+def test_conn_import_graph_has_no_cycle() -> None:
+    graph = {_module_name(path): conn_imports(path)[0] for path in CONN.rglob("*.py")}
+    package = "django_aio.conn"
+    # Every submodule's import runs the package's __init__ first: that edge
+    # is Python's, not a dependency.
+    for name, edges in graph.items():
+        if name != package:
+            edges.discard(package)
+    done: set[str] = set()
+
+    def walk(name: str, path: list[str]) -> None:
+        if name in path:
+            cycle = [*path[path.index(name) :], name]
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+        if name in done:
+            return
+        for target in sorted(graph.get(name, ())):
+            walk(target, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        walk(name, [])

@@ -17,20 +17,19 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.transaction import TransactionManagementError
 
 from ._callbacks import as_sync_callback
+from ._cursor import AsyncCursor
 from ._greenlet import drive, start, uncancellable
 from ._introspection import Introspection
 from ._loops import pool_for
 from ._manual import ManualTransactions
-from ._scope import act_for, find_borrowable, pop_pin, push_pin
+from ._named_cursor import AsyncNamedCursor, named_cursor
+from ._scope import Scope, act_for, find_borrowable, pop_pin, push_pin
 from ._task_end import TaskEnd
 from ._testcase_binding import BoundLease, bound_lease
+from ._units import Unit, run_sync
 
 if TYPE_CHECKING:
-    from ._cursor import AsyncCursor
     from ._lease import Lease
-    from ._named_cursor import AsyncNamedCursor
-    from ._scope import Scope
-    from ._units import Unit
 
 __all__ = ["AsyncConnection"]
 
@@ -160,8 +159,6 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
         With ``shield``, a cancellation waits for ``fn`` to finish and is
         raised afterwards (Note [Uncancellable exit] in django_aio.atomic).
         """
-        from ._units import Unit
-
         lease = self.lease
         unit: Unit
         if tenure is None or tenure is not self._tenure or lease is None:
@@ -251,16 +248,11 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
         Django (``WITH HOLD`` outside a transaction; see _named_cursor.py).
         """
         if name is not None:
-            from ._named_cursor import named_cursor
-
             return named_cursor(self, name, scrollable, withhold)
         return self._cursor()
 
     @asynccontextmanager
     async def _cursor(self) -> AsyncIterator[AsyncCursor]:
-        from ._cursor import AsyncCursor
-        from ._units import run_sync
-
         lease = await self.hold()
         tenure = self._tenure
         try:
@@ -299,8 +291,6 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
         Callbacks are dropped if the transaction (or the savepoint they were
         registered in) rolls back.
         """
-        from ._units import run_sync
-
         if not callable(func):
             raise TypeError(f"on_commit() needs a callable, got {type(func).__name__} {func!r}.")
         callback = as_sync_callback(func)
@@ -342,6 +332,10 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
             yield
         finally:
             self.execute_wrappers.pop()
+
+
+# Scope.connection() creates these; _scope.py cannot import this module.
+Scope.connection_class = AsyncConnection
 
 
 async def _drive_and_finish(unit: Unit, fn: Callable[..., T], *args: Any) -> T:

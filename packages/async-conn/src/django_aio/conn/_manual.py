@@ -32,6 +32,7 @@ from django.db import connections
 from django.db.transaction import TransactionManagementError
 
 from ._scope import Pin, pop_pin, push_pin
+from ._units import run_sync
 
 if TYPE_CHECKING:
     from ._connection import AsyncConnection
@@ -102,8 +103,6 @@ class ManualTransactions:
 
     async def _run_django(self, method: str, *args: Any) -> Any:
         """Run the Django wrapper's ``method`` on this task's connection, in the bridge."""
-        from ._units import run_sync
-
         alias = self.alias
 
         def call() -> Any:
@@ -127,8 +126,6 @@ class ManualTransactions:
         a transaction block; turning it back on gives it back. Raises Django's
         ``TransactionManagementError`` inside an atomic block.
         """
-        from ._units import run_sync
-
         manual = self._manual_state()
         if manual is not None:
             assert self.lease is not None

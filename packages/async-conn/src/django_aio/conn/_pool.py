@@ -57,6 +57,7 @@ from ._greenlet import drive
 from ._lease import Lease, close_now, still_open
 from ._pool_options import pool_options
 from ._sync_facade import SyncConnection
+from ._units import Unit
 from ._wrapper import bridged_class
 
 __all__ = ["AliasPool", "Lease"]
@@ -242,8 +243,6 @@ class AliasPool:
             lease = Lease(self, await self.connect())
             lease.wrapper = wrapper = self.bridged_class(self.settings_dict, self.alias)
             wrapper.django_aio_lease = lease
-            from ._units import Unit
-
             await drive(Unit.fixed(lease), wrapper.connect)
         except BaseException:
             self._size -= 1

@@ -29,7 +29,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.db import connections
 from django.utils.connection import ConnectionDoesNotExist
@@ -63,6 +63,10 @@ class Scope:
     """
 
     __slots__ = ("__weakref__", "_finalizer", "_task_ref", "connections", "loop", "name")
+
+    #: What ``connection()`` creates: ``AsyncConnection``, set by _connection.py,
+    #: which builds on this module (so this one never imports it).
+    connection_class: ClassVar[type[AsyncConnection]]
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
         self._task_ref = weakref.ref(task)
@@ -104,9 +108,7 @@ class Scope:
         if conn is None:
             if alias not in connections.settings:
                 raise ConnectionDoesNotExist(f"The connection '{alias}' doesn't exist.")
-            from ._connection import AsyncConnection
-
-            conn = self.connections[alias] = AsyncConnection(self, alias)
+            conn = self.connections[alias] = self.connection_class(self, alias)
         return conn
 
 

@@ -6,6 +6,11 @@ from django.apps import AppConfig
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from ._bridgeable import bridgeable_engine
+from ._routing import install
+from ._settings import slow_bridge_threshold
+from ._testcase_binding import install_testcase_binding
+
 
 class AsyncConnConfig(AppConfig):
     """Checks the ENGINE setting and installs the bridge's routing at start-up."""
@@ -15,9 +20,6 @@ class AsyncConnConfig(AppConfig):
     verbose_name = "django-aio connections"
 
     def ready(self) -> None:
-        from ._routing import install
-        from ._testcase_binding import install_testcase_binding
-
         install()
         install_testcase_binding()
         checks.register(check_engines, checks.Tags.database)
@@ -29,8 +31,6 @@ def check_engines(**kwargs: object) -> list[checks.CheckMessage]:
     from django.conf import settings
 
     engine = "django_aio.conn.backends.postgresql"
-    from ._bridgeable import bridgeable_engine
-
     # settings.DATABASES, not connections.settings: the check may run under
     # override_settings(DATABASES=...), which Django's handler never sees.
     if any(bridgeable_engine(db.get("ENGINE", "")) for db in settings.DATABASES.values()):
@@ -46,8 +46,6 @@ def check_engines(**kwargs: object) -> list[checks.CheckMessage]:
 
 def check_slow_bridge_setting(**kwargs: object) -> list[checks.CheckMessage]:
     """Refuse a ``DJANGO_AIO_SLOW_BRIDGE_WARNING`` below what the bridge can time."""
-    from ._settings import slow_bridge_threshold
-
     try:
         slow_bridge_threshold()
     except ImproperlyConfigured as exc:
