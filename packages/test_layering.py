@@ -7,6 +7,9 @@
 - Each package imports only django-aio packages it declares in its
   ``[project].dependencies``, and only lower layers (conn <- atomic <- orm <- testing).
 - No source module is longer than 400 lines.
+- No package's modules import each other in a cycle (``from . import _x``
+  counts as reading the package), and django_aio.conn's modules never import
+  each other inside a function, where an import hides a dependency or a cycle.
 """
 
 from __future__ import annotations
@@ -168,19 +171,24 @@ def test_the_private_import_check_catches_each_form(source: str, expected: list[
         assert violation.startswith(start)
 
 
-# -- django_aio.conn's own import graph --------------------------------------
+# -- each package's own import graph -----------------------------------------
 
 CONN = PACKAGES / "async-conn" / "src" / "django_aio" / "conn"
 
 
+def _root(package: str) -> Path:
+    return PACKAGES / f"async-{package}" / "src" / "django_aio" / package
+
+
 def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(CONN).with_suffix("").parts)
+    root = next(_root(name) for name in LAYERS if path.is_relative_to(_root(name)))
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
-    return ".".join(["django_aio", "conn", *parts])
+    return ".".join(["django_aio", *parts])
 
 
-def _resolve(module: str, node: ast.ImportFrom, alias: str) -> list[str]:
+def _resolve(module: str, node: ast.ImportFrom, alias: str) -> tuple[str, str]:
     """The conn modules a ``from ... import`` in ``module`` names (itself or its names)."""
     if node.level:
         # The containing package: for an __init__ the package itself.
@@ -189,15 +197,16 @@ def _resolve(module: str, node: ast.ImportFrom, alias: str) -> list[str]:
         target = ".".join([*base, node.module] if node.module else base)
     else:
         target = node.module or ""
-    return [target, f"{target}.{alias}"]
+    return target, f"{target}.{alias}"
 
 
-def conn_imports(path: Path) -> tuple[set[str], list[str]]:
-    """Runtime module-level imports of other conn modules, and function-level ones."""
+def package_imports(path: Path) -> tuple[set[str], list[str]]:
+    """Runtime module-level imports of other modules of its package, and function-level ones."""
     module = _module_name(path)
     if path.name == "__init__.py":
         module += ".__init__"
-    known = {_module_name(p) for p in CONN.rglob("*.py")}
+    package = module.split(".")[1]
+    known = {_module_name(p) for p in _root(package).rglob("*.py")}
     top: set[str] = set()
     inner: list[str] = []
 
@@ -211,7 +220,15 @@ def conn_imports(path: Path) -> tuple[set[str], list[str]]:
             targets: list[str] = []
             if isinstance(child, ast.ImportFrom):
                 for alias in child.names:
-                    targets += _resolve(module, child, alias.name)
+                    parent, submodule = _resolve(module, child, alias.name)
+                    if submodule not in known:
+                        targets.append(parent)  # a name defined in ``parent``
+                        continue
+                    targets.append(submodule)
+                    if child.module is None:
+                        # ``from . import _x`` reads the package, which is
+                        # still being initialized if its __init__ led here.
+                        targets.append(parent)
             elif isinstance(child, ast.Import):
                 targets = [alias.name for alias in child.names]
             for target in targets:
@@ -230,19 +247,14 @@ def test_conn_modules_import_each_other_only_at_module_level() -> None:
     found = {
         _module_name(path): inner
         for path in sorted(CONN.rglob("*.py"))
-        if (inner := conn_imports(path)[1])
+        if (inner := package_imports(path)[1])
     }
     assert found == {}, "an import inside a function hides a dependency (or a cycle)"
 
 
-def test_conn_import_graph_has_no_cycle() -> None:
-    graph = {_module_name(path): conn_imports(path)[0] for path in CONN.rglob("*.py")}
-    package = "django_aio.conn"
-    # Every submodule's import runs the package's __init__ first: that edge
-    # is Python's, not a dependency.
-    for name, edges in graph.items():
-        if name != package:
-            edges.discard(package)
+@pytest.mark.parametrize("package", LAYERS)
+def test_import_graph_has_no_cycle(package: str) -> None:
+    graph = {_module_name(path): package_imports(path)[0] for path in _root(package).rglob("*.py")}
     done: set[str] = set()
 
     def walk(name: str, path: list[str]) -> None:
