@@ -157,16 +157,19 @@ async def test_pool_exhausted_raises_a_pool_timeout(database_options: dict[str, 
     database_options["pool"] = {"min_size": 1, "max_size": 2, "timeout": 0.3}
     holding = asyncio.Event()
     release = asyncio.Event()
+    held = 0
 
     async def hold() -> None:
+        nonlocal held
         async with async_connections["default"].cursor():
-            holding.set()
+            held += 1
+            if held == 2:  # both connections are taken
+                holding.set()
             await release.wait()
 
     holders = [asyncio.create_task(hold()) for _ in range(2)]
     try:
         await asyncio.wait_for(holding.wait(), 5)
-        await asyncio.sleep(0.05)
         with pytest.raises(PoolTimeout) as caught:
             await backend_pid()
         assert isinstance(caught.value, OperationalError)
