@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -50,3 +51,14 @@ async def backend_pid() -> int:
         await cursor.execute("SELECT pg_backend_pid()")
         (pid,) = await cursor.fetchone()
     return int(pid)
+
+
+async def pool_waiters(count: int, alias: str = "default") -> None:
+    """Return once ``count`` tasks are queued for a connection of ``alias``'s pool."""
+    from django_aio.conn._loops import pool_for
+
+    pool = pool_for(alias)
+    async with asyncio.timeout(5):
+        # The pool signals nothing when a task starts waiting: poll its queue.
+        while pool._waiting() < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)

@@ -203,7 +203,7 @@ async def test_named_cursor_left_open_is_closed_when_the_unit_ends(
         await async_connections.close_pools()
 
 
-@override_settings(DEBUG=True, DJANGO_AIO_SLOW_BRIDGE_WARNING=0.05)
+@override_settings(DEBUG=True, DJANGO_AIO_SLOW_BRIDGE_WARNING=0.1)
 async def test_blocking_work_in_the_bridge_is_reported(caplog: pytest.LogCaptureFixture) -> None:
     import time
 
@@ -212,7 +212,7 @@ async def test_blocking_work_in_the_bridge_is_reported(caplog: pytest.LogCapture
     assert "without awaiting database I/O, blocking the event loop" in caplog.text
 
 
-@override_settings(DEBUG=True, DJANGO_AIO_SLOW_BRIDGE_WARNING=0.05)
+@override_settings(DEBUG=True, DJANGO_AIO_SLOW_BRIDGE_WARNING=0.1)
 async def test_the_slow_unit_report_never_reprs_the_callable(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -267,3 +267,34 @@ async def test_bridged_connections_ignore_later_patches_of_guarded_methods() -> 
     finally:
         BaseDatabaseWrapper.ensure_connection = original  # type: ignore[method-assign]
         await async_connections.close_pools()
+
+
+@override_settings(DJANGO_AIO_SLOW_BRIDGE_WARNING=0.05)
+async def test_a_slow_bridge_threshold_below_the_minimum_is_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import time
+
+    from django_aio.conn.apps import check_slow_bridge_setting
+
+    message = (
+        "DJANGO_AIO_SLOW_BRIDGE_WARNING must be None or at least 0.1 (seconds; shorter "
+        "stretches of sync work are not timed), got 0.05."
+    )
+    [error] = check_slow_bridge_setting()
+    assert (error.id, error.msg) == ("django_aio.E001", message)
+    # At run time the unit completes and the setting is reported, not obeyed.
+    with caplog.at_level(logging.WARNING, logger="django_aio.conn"):
+        assert await run_sync(time.sleep, 0.15) is None
+    reports = [r for r in caplog.records if r.getMessage().startswith("DJANGO_AIO_SLOW_BRIDGE")]
+    assert [(r.name, r.levelname, r.getMessage()) for r in reports] == [
+        ("django_aio.conn", "ERROR", message)
+    ]
+    assert "without awaiting database I/O" not in caplog.text  # not obeyed either
+
+
+@override_settings(DJANGO_AIO_SLOW_BRIDGE_WARNING=None)
+def test_a_valid_slow_bridge_threshold_passes_the_check() -> None:
+    from django_aio.conn.apps import check_slow_bridge_setting
+
+    assert check_slow_bridge_setting() == []

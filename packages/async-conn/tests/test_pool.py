@@ -46,15 +46,19 @@ async def test_cancelled_unit_inside_a_transaction_rolls_back(
     from django.db import transaction
 
     database_options["pool"] = {"min_size": 1, "max_size": 1}
+    sleeping = asyncio.Event()
 
     def insert_then_sleep() -> None:
         with transaction.atomic(), connections["default"].cursor() as cursor:
             cursor.execute("INSERT INTO scratch (value) VALUES (1)")
+            # The greenlet runs on the loop's thread; the task's next wait is
+            # on the query below, so that is where the cancel lands.
+            sleeping.set()
             cursor.execute("SELECT pg_sleep(30)")
 
     try:
         task = asyncio.create_task(run_sync(insert_then_sleep))
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(sleeping.wait(), 10)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -93,30 +97,79 @@ async def test_200_tasks_over_a_pool_of_10_get_their_own_results(
     try:
         results = await asyncio.gather(*(task(n) for n in range(200)))
         units = await asyncio.gather(*(run_sync(unit, n) for n in range(200)))
-        stats = None
-        for pool_owner in [connections.settings["default"]]:
-            assert pool_owner["OPTIONS"]["pool"]["max_size"] == 10
     finally:
         await async_connections.close_pools()
     assert results == [(n, n * 2) for n in range(200)]
     assert units == [n + 1000 for n in range(200)]
-    assert stats is None
+
+
+async def test_a_pool_of_10_never_holds_more_than_10_sessions(
+    database_options: dict[str, Any],
+) -> None:
+    database_options["pool"] = {"min_size": 2, "max_size": 10, "timeout": 30.0}
+    holding: set[int] = set()  # server pids of the sessions held right now
+    seen: set[int] = set()
+    most = 0
+    full = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        nonlocal most
+        async with async_connections["default"].cursor() as cursor:
+            await cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = await cursor.fetchone()
+            assert pid not in holding, "two tasks were given the same session at once"
+            holding.add(pid)
+            seen.add(pid)
+            most = max(most, len(holding))
+            if len(holding) == 10:
+                full.set()
+            await release.wait()
+            holding.discard(pid)
+
+    holders = [asyncio.create_task(hold()) for _ in range(25)]
+    try:
+        await asyncio.wait_for(full.wait(), 10)
+        # The other 15 are waiting for the pool. A pool that did not bound
+        # itself would have opened sessions for them in this time.
+        await asyncio.sleep(0.3)
+        assert len(holding) == 10
+        assert sum(task.done() for task in holders) == 0
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*holders), 10)
+        assert most == 10
+        assert len(seen) <= 10
+        async with async_connections["default"].cursor() as cursor:
+            await cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [sorted(seen)]
+            )
+            (alive,) = await cursor.fetchone()
+        assert alive == len(seen)
+    finally:
+        release.set()
+        for task in holders:
+            task.cancel()
+        await asyncio.gather(*holders, return_exceptions=True)
+        await async_connections.close_pools()
 
 
 async def test_pool_exhausted_raises_a_pool_timeout(database_options: dict[str, Any]) -> None:
     database_options["pool"] = {"min_size": 1, "max_size": 2, "timeout": 0.3}
     holding = asyncio.Event()
     release = asyncio.Event()
+    held = 0
 
     async def hold() -> None:
+        nonlocal held
         async with async_connections["default"].cursor():
-            holding.set()
+            held += 1
+            if held == 2:  # both connections are taken
+                holding.set()
             await release.wait()
 
     holders = [asyncio.create_task(hold()) for _ in range(2)]
     try:
         await asyncio.wait_for(holding.wait(), 5)
-        await asyncio.sleep(0.05)
         with pytest.raises(PoolTimeout) as caught:
             await backend_pid()
         assert isinstance(caught.value, OperationalError)

@@ -14,7 +14,7 @@ from django.db import OperationalError, connections
 
 from django_aio.conn import TooManyWaiting, async_connections, run_sync
 
-from .conftest import backend_pid
+from .conftest import backend_pid, pool_waiters
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ async def test_max_waiting_refuses_with_a_django_error(database_options: dict[st
     holder = asyncio.create_task(hold())
     await holding.wait()
     waiter = asyncio.create_task(backend_pid())
-    await asyncio.sleep(0.05)  # the waiter is queued
+    await pool_waiters(1)
     try:
         with pytest.raises(TooManyWaiting) as caught:
             await backend_pid()
@@ -160,7 +160,7 @@ async def test_a_cancelled_waiter_passes_the_connection_on(
     await holding.wait()
     cancelled = asyncio.create_task(backend_pid())
     second = asyncio.create_task(backend_pid())
-    await asyncio.sleep(0.05)
+    await pool_waiters(2)
     release.set()
     cancelled.cancel()  # after the connection may have been handed to it
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from django.db import IntegrityError
@@ -43,14 +44,19 @@ async def test_cancelling_a_query_leaves_a_clean_pool() -> None:
     table = Author._meta.db_table
     started = asyncio.Event()
 
+    def mark_start(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if "pg_sleep" in sql:
+            # The task's next wait is on this query: that is where the cancel lands.
+            started.set()
+        return execute(sql, params, many, context)
+
     async def slow() -> None:
-        started.set()
-        raw = Author.objects.raw(f"SELECT id, name FROM {table}, pg_sleep(30)")
-        [a async for a in raw]
+        with async_connections["default"].execute_wrapper(mark_start):
+            raw = Author.objects.raw(f"SELECT id, name FROM {table}, pg_sleep(30)")
+            [a async for a in raw]
 
     task = asyncio.create_task(slow())
-    await started.wait()
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(started.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

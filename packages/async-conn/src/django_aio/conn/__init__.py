@@ -6,6 +6,7 @@ connections; ``async_connections`` gives each task its connections, pooled per
 alias and event loop.
 """
 
+from ._bridgeable import bridgeable, bridgeable_engine
 from ._connection import AsyncConnection
 from ._cursor import AsyncCursor
 from ._errors import (
@@ -19,7 +20,8 @@ from ._greenlet import await_, in_bridge
 from ._handler import AsyncConnectionHandler, async_connections
 from ._named_cursor import AsyncNamedCursor
 from ._pool_options import DEFAULT_POOL_OPTIONS
-from ._units import install, run_sync
+from ._routing import install
+from ._units import run_sync
 
 __all__ = [
     "DEFAULT_POOL_OPTIONS",
@@ -34,6 +36,8 @@ __all__ = [
     "TooManyWaiting",
     "async_connections",
     "await_",
+    "bridgeable",
+    "bridgeable_engine",
     "in_bridge",
     "run_sync",
 ]

@@ -1,36 +1,12 @@
 """The async connection of one task for one alias.
 
-Note [Task end]
-~~~~~~~~~~~~~~~
-A connection has one owner at a time (a task's ``AsyncConnection``) and one
-way back to the pool: the last ``unhold()``, which returns it when clean and
-closes it otherwise (Note [Clean returns] in _pool.py). Every way a holding
-block can end leads there, once:
-
-- normal exit, an exception, a cancellation: the block's own ``finally``;
-- an async generator abandoned inside a block (``break`` out of
-  ``aiterator()``): the loop finalizes it later in a *new* task. Blocks
-  therefore exit on the connection they captured on entry (``unhold(tenure)``,
-  ``run_held()``), never through the current task's connections;
-- the owner task ended with holds left: its scope's done callback waits two
-  loop iterations (the finalizer tasks of the generators it dropped start
-  then and give the connection back themselves), then gives back what is
-  still held, through the same release;
-- the owner task was garbage-collected while pending (nothing referenced it
-  any more): a ``weakref.finalize`` on the task closes what it held.
-
-``tenure`` tells a late exit that the connection was already given back (it
-then touches nothing), so no release runs twice and none runs on a
-connection that meanwhile went to another task. Ownership records never keep
-a task alive: scopes refer to their task weakly.
+How it goes back when its task ends: Note [Task end] in _task_end.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import inspect
 import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -40,30 +16,29 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.transaction import TransactionManagementError
 
-from ._greenlet import await_, drive, start, uncancellable
+from ._callbacks import as_sync_callback
+from ._cursor import AsyncCursor
+from ._greenlet import drive, start, uncancellable
 from ._introspection import Introspection
 from ._loops import pool_for
 from ._manual import ManualTransactions
-from ._scope import act_for, find_borrowable, pop_pin, push_pin
-from ._testcase import BoundLease, bound_lease
+from ._named_cursor import AsyncNamedCursor, named_cursor
+from ._scope import Scope, act_for, find_borrowable, pop_pin, push_pin
+from ._task_end import TaskEnd
+from ._testcase_binding import BoundLease, bound_lease
+from ._units import Unit, run_sync
 
 if TYPE_CHECKING:
-    from ._cursor import AsyncCursor
-    from ._named_cursor import AsyncNamedCursor
-    from ._pool import Lease
-    from ._scope import Scope
-    from ._units import Unit
+    from ._lease import Lease
 
 __all__ = ["AsyncConnection"]
 
 T = TypeVar("T")
 ExecuteWrapper = Callable[..., Any]
 logger = logging.getLogger("django_aio.conn")
-# Strong references to fire-and-forget tasks (the loop keeps only weak ones).
-_background: set[asyncio.Task[None]] = set()
 
 
-class AsyncConnection(ManualTransactions, Introspection):
+class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
     """A task's connection to one database alias.
 
     Outside a transaction it holds no physical connection: each unit of work
@@ -184,8 +159,6 @@ class AsyncConnection(ManualTransactions, Introspection):
         With ``shield``, a cancellation waits for ``fn`` to finish and is
         raised afterwards (Note [Uncancellable exit] in django_aio.atomic).
         """
-        from ._units import Unit
-
         lease = self.lease
         unit: Unit
         if tenure is None or tenure is not self._tenure or lease is None:
@@ -210,80 +183,6 @@ class AsyncConnection(ManualTransactions, Introspection):
             if self._orphaned and not self._active:
                 self._orphaned = False
                 self._reclaim_soon()
-
-    # -- Note [Task end] ----------------------------------------------------
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        """The owner task ended: give back what it still holds, through the one path."""
-        if self.lease is None or self._borrowed:
-            return
-        # Not at once: when a task ends, the async generators it dropped are
-        # finalized by the loop in tasks that start on the next iterations,
-        # and their blocks give the connection back properly (closing their
-        # named cursors first). Only what nobody gives back is reclaimed.
-        self.scope.loop.call_soon(self._reclaim_soon, 2)
-
-    def _task_lost(self) -> None:
-        """The owner task was garbage-collected while pending: close what it held."""
-        lease = self.lease
-        if lease is None or self._borrowed:
-            return
-        self.lease, self._holds, self._tenure = None, 0, None
-        self._reclaiming(lease)
-        loop = self.scope.loop
-        if loop.is_closed():
-            lease.pool.finish(lease)
-            return
-        # The garbage collector may run in any thread: hand over to the loop.
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(self._spawn_release, lease, True, "was destroyed")
-
-    def _reclaiming(self, lease: Lease) -> None:
-        """Called as a connection its task left held is taken back (a hook for test tooling)."""
-
-    def _reclaim_soon(self, hops: int = 0) -> None:
-        if hops:
-            self.scope.loop.call_soon(self._reclaim_soon, hops - 1)
-            return
-        lease = self.lease
-        if lease is None or self._borrowed:
-            return
-        if self._active:
-            # A finalizer is giving it back right now; if it leaves holds
-            # behind, run_held() calls us again when it ends.
-            self._orphaned = True
-            return
-        self.lease, self._holds, self._tenure = None, 0, None
-        self._reclaiming(lease)
-        self._spawn_release(lease, False, "ended")
-
-    def _spawn_release(self, lease: Lease, discard: bool, how: str) -> None:
-        # Usually finishes at once (Note [Fast path]); a task only for a rest,
-        # so that a loop shutting down right now does not drop the release.
-        done, rest = start(self._release_for_ended(lease, discard, how))
-        if not done:
-            task = self.scope.loop.create_task(rest)
-            _background.add(task)
-            task.add_done_callback(_background.discard)
-
-    async def _release_for_ended(self, lease: Lease, discard: bool, how: str) -> None:
-        returned = await lease.pool.release(lease, discard=discard)
-        if returned:
-            logger.debug(
-                "task %r %s holding a connection to database %r; it was returned to the pool",
-                self.scope.name,
-                how,
-                self.alias,
-            )
-        else:
-            logger.warning(
-                "task %r %s while holding a connection to database %r in a transaction or "
-                "with unfinished work; it was closed instead of returned to the pool. Leave "
-                "every cursor or transaction block before the task ends.",
-                self.scope.name,
-                how,
-                self.alias,
-            )
 
     async def release_all(self) -> None:
         if self._holds:
@@ -349,16 +248,11 @@ class AsyncConnection(ManualTransactions, Introspection):
         Django (``WITH HOLD`` outside a transaction; see _named_cursor.py).
         """
         if name is not None:
-            from ._named_cursor import named_cursor
-
             return named_cursor(self, name, scrollable, withhold)
         return self._cursor()
 
     @asynccontextmanager
     async def _cursor(self) -> AsyncIterator[AsyncCursor]:
-        from ._cursor import AsyncCursor
-        from ._units import run_sync
-
         lease = await self.hold()
         tenure = self._tenure
         try:
@@ -397,11 +291,9 @@ class AsyncConnection(ManualTransactions, Introspection):
         Callbacks are dropped if the transaction (or the savepoint they were
         registered in) rolls back.
         """
-        from ._units import run_sync
-
         if not callable(func):
             raise TypeError(f"on_commit() needs a callable, got {type(func).__name__} {func!r}.")
-        callback = _bridged_callback(func)
+        callback = as_sync_callback(func)
 
         def register() -> None:
             connections[self.alias].on_commit(callback, robust=robust)
@@ -442,23 +334,13 @@ class AsyncConnection(ManualTransactions, Introspection):
             self.execute_wrappers.pop()
 
 
+# Scope.connection() creates these; _scope.py cannot import this module.
+Scope.connection_class = AsyncConnection
+
+
 async def _drive_and_finish(unit: Unit, fn: Callable[..., T], *args: Any) -> T:
     try:
         return await drive(unit, fn, *args)
     finally:
         if unit.own:  # connections of other aliases the unit took on the way
             await unit.finish()
-
-
-def _bridged_callback(func: Callable[[], Awaitable[Any] | Any]) -> Callable[[], Any]:
-    def run() -> Any:
-        # Commit hooks run inside the bridge (the commit is bridged I/O), so
-        # an async callback's coroutine can be awaited on the loop from here.
-        result = func()
-        if inspect.isawaitable(result):
-            return await_(result)
-        return result
-
-    run.__qualname__ = getattr(func, "__qualname__", run.__qualname__)
-    run.__wrapped__ = func  # type: ignore[attr-defined]
-    return run

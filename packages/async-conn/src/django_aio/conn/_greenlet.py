@@ -44,9 +44,11 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, ParamSpec, TypeVar, cast
 
+from django.core.exceptions import ImproperlyConfigured
 from greenlet import getcurrent, greenlet
 
 from ._errors import BridgeRequired
+from ._settings import SLOW_BRIDGE_MINIMUM, slow_bridge_threshold
 
 __all__ = [
     "BridgeGreenlet",
@@ -64,8 +66,9 @@ T = TypeVar("T")
 logger = logging.getLogger("django_aio.conn")
 
 # A stretch of sync code longer than this without any awaited I/O blocks every
-# other task on the loop; below it we do not even look at the settings.
-_SLOW_FLOOR = 0.1
+# other task on the loop; below it we do not even look at the settings, which
+# is why a smaller DJANGO_AIO_SLOW_BRIDGE_WARNING is refused (_settings.py).
+_SLOW_FLOOR = SLOW_BRIDGE_MINIMUM
 
 
 class BridgeGreenlet(greenlet):
@@ -76,7 +79,7 @@ class BridgeGreenlet(greenlet):
 
     def __init__(self) -> None:
         super().__init__(self._serve)
-        # What the routing of ``django.db.connections`` reads: see _units.py.
+        # What the routing of ``django.db.connections`` reads: see _routing.py.
         self.django_aio_unit: object = None
 
     def _serve(self, job: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]) -> None:
@@ -247,9 +250,13 @@ def _check_slow(started: float, fn: Callable[..., Any]) -> None:
     elapsed = time.perf_counter() - started
     if elapsed < _SLOW_FLOOR:
         return
-    from ._settings import slow_bridge_threshold
-
-    threshold = slow_bridge_threshold()
+    try:
+        threshold = slow_bridge_threshold()
+    except ImproperlyConfigured as exc:
+        # The unit is mid-flight here: report, never break it. The system
+        # check (apps.py) refuses the setting at start-up.
+        logger.error("%s", exc)
+        return
     if threshold is not None and elapsed >= threshold:
         logger.warning(
             "run_sync(%s) ran %.3f sec without awaiting database I/O, blocking the "

@@ -31,6 +31,8 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connections
 from django.db.utils import load_backend
 
+from ._units import run_sync
+
 if TYPE_CHECKING:
     from datetime import tzinfo
 
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from django.db.backends.base.validation import BaseDatabaseValidation
     from django.db.backends.postgresql.base import DatabaseWrapper
 
-    from ._pool import Lease
+    from ._lease import Lease
 
 __all__ = ["Introspection", "static_wrapper"]
 
@@ -166,8 +168,6 @@ class Introspection:
 
     async def get_pg_version(self) -> int:
         """The server version number, asked once per alias (Note [Static backend objects])."""
-        from ._units import run_sync
-
         wrapper = static_wrapper(self.alias)
         version = wrapper.__dict__.get("pg_version")
         if version is None:

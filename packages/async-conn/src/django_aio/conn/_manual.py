@@ -18,7 +18,7 @@ active.")`` as Django does, and savepoints outside a transaction are no-ops
 returning ``None``, as in Django.
 
 A task that ends with autocommit off is handled by the one release path
-(Note [Task end] in _connection.py): the pool sees a connection that is not
+(Note [Task end] in _task_end.py): the pool sees a connection that is not
 in autocommit and closes it instead of returning it, so uncommitted work is
 rolled back by the server and never reaches another task.
 """
@@ -32,10 +32,11 @@ from django.db import connections
 from django.db.transaction import TransactionManagementError
 
 from ._scope import Pin, pop_pin, push_pin
+from ._units import run_sync
 
 if TYPE_CHECKING:
     from ._connection import AsyncConnection
-    from ._pool import Lease
+    from ._lease import Lease
     from ._scope import Scope
 
 __all__ = ["ManualTransactions"]
@@ -102,13 +103,11 @@ class ManualTransactions:
 
     async def _run_django(self, method: str, *args: Any) -> Any:
         """Run the Django wrapper's ``method`` on this task's connection, in the bridge."""
-        from ._units import run_sync
-
         alias = self.alias
 
         def call() -> Any:
             # Routed to the task's held connection, or a pooled one for the
-            # call (Note [Routing] in _units.py).
+            # call (Note [Routing] in _routing.py).
             return getattr(connections[alias], method)(*args)
 
         return await run_sync(call)
@@ -127,8 +126,6 @@ class ManualTransactions:
         a transaction block; turning it back on gives it back. Raises Django's
         ``TransactionManagementError`` inside an atomic block.
         """
-        from ._units import run_sync
-
         manual = self._manual_state()
         if manual is not None:
             assert self.lease is not None

@@ -1,11 +1,6 @@
 """The pool of ready connections of one database alias on one event loop.
 
-Note [Leases]
-~~~~~~~~~~~~~
-A psycopg ``AsyncConnection`` is paired for life with a bridged Django
-``DatabaseWrapper`` that is already connected (autocommit set, time zone and
-role configured, ``connection_created`` sent). Taking a connection from the
-pool therefore costs no Django connect bookkeeping; the pair is a ``Lease``.
+Note [Leases] is in _lease.py.
 
 Note [Clean returns]
 ~~~~~~~~~~~~~~~~~~~~
@@ -48,7 +43,6 @@ import collections
 import contextlib
 import logging
 import math
-import select
 import time
 from typing import Any, cast
 
@@ -56,12 +50,14 @@ import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db import utils
 from django.db.utils import load_backend
-from psycopg.pq import ConnStatus, TransactionStatus
 
+from ._bridgeable import bridgeable_engine
 from ._errors import PoolClosed, PoolTimeout, TooManyWaiting
-from ._facade import SyncConnection
-from ._greenlet import await_, drive, start
+from ._greenlet import drive
+from ._lease import Lease, close_now, still_open
 from ._pool_options import pool_options
+from ._sync_facade import SyncConnection
+from ._units import Unit
 from ._wrapper import bridged_class
 
 __all__ = ["AliasPool", "Lease"]
@@ -78,83 +74,6 @@ class _Expired:
         self.others = others
 
 
-class Lease:
-    """A pooled async connection and the bridged Django wrapper paired with it."""
-
-    __slots__ = (
-        "__weakref__",
-        "aconnection",
-        "expires",
-        "idle_since",
-        "lock",
-        "pool",
-        "wrapper",
-    )
-
-    def __init__(self, pool: AliasPool, aconnection: psycopg.AsyncConnection[Any]) -> None:
-        self.pool = pool
-        self.aconnection = aconnection
-        self.expires = time.monotonic() + pool.max_lifetime
-        self.idle_since = 0.0
-        self.wrapper: Any = None
-        # Serializes tasks that borrow a transaction's connection; see _scope.py.
-        self.lock = asyncio.Lock()
-
-    @property
-    def alias(self) -> str:
-        return self.pool.alias
-
-    def in_transaction(self) -> bool:
-        """Whether a transaction is open on this connection (Django's or the server's)."""
-        wrapper = self.wrapper
-        if wrapper.in_atomic_block or not wrapper.autocommit:
-            return True
-        # pgconn's own status: ``info`` would build an object per call.
-        return self.aconnection.pgconn.transaction_status != TransactionStatus.IDLE
-
-    def usable_connection(self) -> psycopg.AsyncConnection[Any]:
-        """The async connection, replaced in its own slot if Django closed it.
-
-        Called from bridged code (``get_new_connection``) after something ran
-        ``connection.close()`` inside a unit (Note [Dead connections]).
-        """
-        if not self.aconnection.closed:
-            return self.aconnection
-        self.aconnection = await_(self.pool.connect())
-        self.expires = time.monotonic() + self.pool.max_lifetime
-        return self.aconnection
-
-
-def _still_open(aconnection: psycopg.AsyncConnection[Any]) -> bool:
-    """Whether an idle connection is still usable, as far as one system call can tell.
-
-    An idle connection has nothing to read unless the server spoke first:
-    almost always a shutdown or ``pg_terminate_backend`` notice, or the end
-    of the stream. Handing such a connection out would fail the next query
-    with a message about the old server, so it is dropped here instead (Note
-    [Dead connections]); the rare harmless message (a notice, a LISTEN
-    notification, which pooled connections should not rely on) costs a
-    reconnection, nothing more.
-    """
-    if aconnection.closed:
-        return False
-    pgconn = aconnection.pgconn
-    try:
-        poller = select.poll()  # not select(): descriptors may be above 1024
-        poller.register(pgconn.socket, select.POLLIN)
-        return not poller.poll(0) and pgconn.status == ConnStatus.OK
-    except (OSError, ValueError, psycopg.Error):
-        return False
-
-
-def _close_now(aconnection: psycopg.AsyncConnection[Any]) -> None:
-    # psycopg's close() finishes the libpq connection without waiting.
-    with contextlib.suppress(Exception):
-        done, rest = start(aconnection.close())
-        if not done:
-            rest.close()
-
-
 def _as_django_error(exc: psycopg.Error, prefix: str) -> utils.Error:
     for name in ("OperationalError", "InterfaceError", "ProgrammingError", "InternalError"):
         if isinstance(exc, getattr(psycopg, name)):
@@ -169,9 +88,9 @@ class AliasPool:
     def __init__(self, alias: str, settings_dict: dict[str, Any]) -> None:
         self.alias = alias
         self.settings_dict = settings_dict
-        backend = load_backend(settings_dict["ENGINE"])
+        backend = load_backend(settings_dict["ENGINE"])  # Django's error for a bad ENGINE
         wrapper_class = backend.DatabaseWrapper
-        if not getattr(wrapper_class, "django_aio_bridgeable", False):
+        if not bridgeable_engine(settings_dict["ENGINE"]):
             raise ImproperlyConfigured(
                 f"database {alias!r} uses ENGINE {settings_dict['ENGINE']!r}; async "
                 f"connections need ENGINE 'django_aio.conn.backends.postgresql' (or a "
@@ -225,14 +144,14 @@ class AliasPool:
     # -- checking out ------------------------------------------------------
 
     async def acquire(self) -> Lease:
-        """A ready lease (Note [Leases]), opened here if none is idle and a slot is free."""
+        """A ready lease (Note [Leases] in _lease.py), opened if none is idle and a slot is free."""
         started = deadline = 0.0
         while True:
             if self.closed:
                 raise PoolClosed(self.alias)
             if self._idle:
                 lease = self._idle.pop()
-                if lease.expires <= time.monotonic() or not _still_open(lease.aconnection):
+                if lease.expires <= time.monotonic() or not still_open(lease.aconnection):
                     self._drop(lease)
                     continue
                 if (self.check or lease.idle_since <= self._suspect_before) and not (
@@ -324,13 +243,11 @@ class AliasPool:
             lease = Lease(self, await self.connect())
             lease.wrapper = wrapper = self.bridged_class(self.settings_dict, self.alias)
             wrapper.django_aio_lease = lease
-            from ._units import Unit
-
             await drive(Unit.fixed(lease), wrapper.connect)
         except BaseException:
             self._size -= 1
             if lease is not None:
-                _close_now(lease.aconnection)
+                close_now(lease.aconnection)
             self._wake_one()  # a waiter may succeed where we failed
             raise
         logger.debug("opened a connection for %r (%d/%d)", self.name, self._size, self.max_size)
@@ -400,7 +317,7 @@ class AliasPool:
     def _drop(self, lease: Lease) -> None:
         """Close ``lease``'s connection and free its slot."""
         self._size -= 1
-        _close_now(lease.aconnection)
+        close_now(lease.aconnection)
         self._wake_one()
 
     def _wake_one(self) -> None:
@@ -422,7 +339,7 @@ class AliasPool:
         idle, self._idle = self._idle, []
         for lease in idle:
             self._size -= 1
-            _close_now(lease.aconnection)
+            close_now(lease.aconnection)
         waiters, self._waiters = self._waiters, collections.deque()
         for waiter in waiters:
             if not waiter.done() and not waiter.get_loop().is_closed():

@@ -29,7 +29,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.db import connections
 from django.utils.connection import ConnectionDoesNotExist
@@ -38,7 +38,7 @@ from ._errors import ConnectionOwnedByAnotherTask
 
 if TYPE_CHECKING:
     from ._connection import AsyncConnection
-    from ._pool import Lease
+    from ._lease import Lease
 
 __all__ = [
     "Pin",
@@ -59,10 +59,14 @@ class Scope:
     """The connections of one task (Note [Scopes]).
 
     Refers to its task weakly: ownership must never keep a task alive (Note
-    [Task end] in _connection.py).
+    [Task end] in _task_end.py).
     """
 
     __slots__ = ("__weakref__", "_finalizer", "_task_ref", "connections", "loop", "name")
+
+    #: What ``connection()`` creates: ``AsyncConnection``, set by _connection.py,
+    #: which builds on this module (so this one never imports it).
+    connection_class: ClassVar[type[AsyncConnection]]
 
     def __init__(self, task: asyncio.Task[Any]) -> None:
         self._task_ref = weakref.ref(task)
@@ -79,7 +83,7 @@ class Scope:
     def watch(self) -> None:
         """Release this scope's connections when its task ends or is destroyed (once per task).
 
-        See Note [Task end] in _connection.py.
+        See Note [Task end] in _task_end.py.
         """
         if self._finalizer is not None:
             return
@@ -104,9 +108,7 @@ class Scope:
         if conn is None:
             if alias not in connections.settings:
                 raise ConnectionDoesNotExist(f"The connection '{alias}' doesn't exist.")
-            from ._connection import AsyncConnection
-
-            conn = self.connections[alias] = AsyncConnection(self, alias)
+            conn = self.connections[alias] = self.connection_class(self, alias)
         return conn
 
 
@@ -232,7 +234,7 @@ def pop_pin(pin: Pin, token: Any) -> None:
     """End ``pin``; safe from another task or context than the one that pushed it.
 
     An abandoned async generator's block is exited by the loop in a new task
-    with a context of its own (Note [Task end] in _connection.py), where the
+    with a context of its own (Note [Task end] in _task_end.py), where the
     token cannot be reset.
     """
     pin.active = False

@@ -1,13 +1,7 @@
 """Units of work: one ``run_sync()`` call and the connections it touches.
 
-Note [Routing]
-~~~~~~~~~~~~~~
-``django.db.connections`` keeps its wrappers in a thread-local, and every
-task on the loop shares the loop's thread. We replace that local with
-``RoutingLocal``: inside a bridge greenlet, ``connections[alias]`` asks the
-greenlet's unit, which hands out the task's held lease for the alias, or takes
-one from the pool on first use and returns it when the unit ends. Outside the
-bridge the original thread-local answers, so sync Django is untouched.
+A unit answers ``django.db.connections[alias]`` inside its bridge greenlet
+(Note [Routing] in _routing.py).
 """
 
 from __future__ import annotations
@@ -16,18 +10,17 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from asgiref.sync import AsyncToSync
 from django.db import connections
-from greenlet import getcurrent
 
-from ._greenlet import BridgeGreenlet, await_, await_coroutine, drive, start
-from ._scope import Scope, current_scope, lending, restore_ownership, save_ownership
+from ._greenlet import await_coroutine, drive, start
+from ._routing import install
+from ._scope import Scope, current_scope
 
 if TYPE_CHECKING:
     from ._connection import AsyncConnection
-    from ._pool import Lease
+    from ._lease import Lease
 
-__all__ = ["RoutingLocal", "Unit", "install", "run_sync"]
+__all__ = ["Unit", "run_sync"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -59,7 +52,7 @@ class Unit:
         return unit
 
     def wrapper(self, alias: str) -> Any:
-        """The bridged Django wrapper for ``alias`` (Note [Routing])."""
+        """The bridged Django wrapper for ``alias`` (Note [Routing] in _routing.py)."""
         lease = self.leases.get(alias)
         if lease is None:
             if self.scope is None or alias not in connections.settings:
@@ -77,57 +70,6 @@ class Unit:
         for conn in own:
             await conn.unhold()
         self.leases.clear()
-
-
-class RoutingLocal:
-    """Stands in for ``connections._connections`` (Note [Routing])."""
-
-    def __init__(self, fallback: Any) -> None:
-        object.__setattr__(self, "_fallback", fallback)
-
-    def __getattr__(self, alias: str) -> Any:
-        unit = getattr(getcurrent(), "django_aio_unit", None)
-        if unit is not None:
-            return unit.wrapper(alias)
-        return getattr(self._fallback, alias)
-
-    def __setattr__(self, alias: str, value: Any) -> None:
-        if isinstance(getcurrent(), BridgeGreenlet):
-            return  # bridged wrappers are owned by the pool, never cached here
-        setattr(self._fallback, alias, value)
-
-    def __delattr__(self, alias: str) -> None:
-        if isinstance(getcurrent(), BridgeGreenlet):
-            return
-        delattr(self._fallback, alias)
-
-
-_original_async_to_sync_call = AsyncToSync.__call__
-
-
-def _async_to_sync_call(self: AsyncToSync[Any, Any], *args: Any, **kwargs: Any) -> Any:
-    # Inside the bridge a loop already runs in this thread, so asgiref would
-    # refuse; await the coroutine on that loop instead (Note [Transactions and
-    # child tasks] in _scope.py explains the lending).
-    if isinstance(getcurrent(), BridgeGreenlet):
-        # Django 6's Signal.send copies its async receivers' context variables
-        # back into the caller's context (dispatcher._restore_context), which
-        # would replace this task's scope and transaction pins by a receiver
-        # task's. Keep ours.
-        saved = save_ownership()
-        try:
-            return await_(lending(self.awaitable(*args, **kwargs)))
-        finally:
-            restore_ownership(saved)
-    return _original_async_to_sync_call(self, *args, **kwargs)
-
-
-def install() -> None:
-    """Route ``django.db.connections`` and ``async_to_sync`` through the bridge (idempotent)."""
-    if not isinstance(connections._connections, RoutingLocal):  # type: ignore[attr-defined]
-        connections._connections = RoutingLocal(connections._connections)  # type: ignore[attr-defined]
-    if AsyncToSync.__call__ is not _async_to_sync_call:
-        AsyncToSync.__call__ = _async_to_sync_call  # type: ignore[method-assign]
 
 
 async def run_sync(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

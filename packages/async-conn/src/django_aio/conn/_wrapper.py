@@ -31,10 +31,10 @@ from django.utils.asyncio import async_unsafe
 from psycopg.postgres import types as pg_types
 from psycopg.pq import Format
 
-from ._facade import AsyncServerSideClientCursor, SyncConnection, SyncCursor
+from ._sync_facade import AsyncServerSideClientCursor, SyncConnection, SyncCursor
 
 if TYPE_CHECKING:
-    from ._pool import Lease
+    from ._lease import Lease
 
 __all__ = ["bridged_class", "is_guarded", "unguarded_class"]
 

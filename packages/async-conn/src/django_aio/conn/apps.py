@@ -6,6 +6,11 @@ from django.apps import AppConfig
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from ._bridgeable import bridgeable_engine
+from ._routing import install
+from ._settings import slow_bridge_threshold
+from ._testcase_binding import install_testcase_binding
+
 
 class AsyncConnConfig(AppConfig):
     """Checks the ENGINE setting and installs the bridge's routing at start-up."""
@@ -15,21 +20,10 @@ class AsyncConnConfig(AppConfig):
     verbose_name = "django-aio connections"
 
     def ready(self) -> None:
-        from ._testcase import install_testcase_binding
-        from ._units import install
-
         install()
         install_testcase_binding()
         checks.register(check_engines, checks.Tags.database)
-
-
-def _bridgeable(engine: str) -> bool:
-    from django.db.utils import load_backend
-
-    try:
-        return bool(getattr(load_backend(engine).DatabaseWrapper, "django_aio_bridgeable", False))
-    except ImproperlyConfigured:
-        return False
+        checks.register(check_slow_bridge_setting)
 
 
 def check_engines(**kwargs: object) -> list[checks.CheckMessage]:
@@ -37,7 +31,9 @@ def check_engines(**kwargs: object) -> list[checks.CheckMessage]:
     from django.conf import settings
 
     engine = "django_aio.conn.backends.postgresql"
-    if any(_bridgeable(db.get("ENGINE", "")) for db in settings.DATABASES.values()):
+    # settings.DATABASES, not connections.settings: the check may run under
+    # override_settings(DATABASES=...), which Django's handler never sees.
+    if any(bridgeable_engine(db.get("ENGINE", "")) for db in settings.DATABASES.values()):
         return []
     return [
         checks.Warning(
@@ -46,3 +42,12 @@ def check_engines(**kwargs: object) -> list[checks.CheckMessage]:
             id="django_aio.W001",
         )
     ]
+
+
+def check_slow_bridge_setting(**kwargs: object) -> list[checks.CheckMessage]:
+    """Refuse a ``DJANGO_AIO_SLOW_BRIDGE_WARNING`` below what the bridge can time."""
+    try:
+        slow_bridge_threshold()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="django_aio.E001")]
+    return []

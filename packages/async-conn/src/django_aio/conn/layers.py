@@ -2,13 +2,61 @@
 
 Not for application code. These names are stable within a minor version of
 django-aio-conn only, which is why the upper layers pin ``<0.2``; they are
-collected here so that what the layers rely on is explicit and tested.
+collected here so that what the layers rely on is explicit and tested: no
+other package imports a private module of django_aio.conn.
+
+- ``Callback``, ``as_sync_callback``: the wrapper that lets Django's
+  ``on_commit`` list hold ``async def`` callbacks (django_aio.atomic).
+- ``current_scope``, ``find_borrowable``, ``lending``, ``lending_var``,
+  ``Lending``, ``task_scope``: which task owns which connection, and the
+  lending of a blocked owner's connections to its children (atomic, orm, and
+  testing's one-connection-per-test window).
+- ``Lease``, ``Unit``, ``drive``, ``AliasPool``, ``pool_for``,
+  ``discard_closed_loops``: pooled connections, and running sync code in the
+  bridge on one of them (testing).
+- ``bridged_class``: the bridged subclass of a backend's ``DatabaseWrapper``
+  (testing builds them up front).
+- ``settings_from_url``: ``DATABASES`` keys (``HOST``, ``PORT``, ``USER``,
+  ``PASSWORD``, ``NAME``) from a ``postgresql://`` URL (testing).
 """
 
-from ._greenlet import drive
-from ._pool import Lease
-from ._scope import _lending_var as lending_var
-from ._scope import current_scope, find_borrowable, lending
-from ._units import Unit
+from __future__ import annotations
 
-__all__ = ["Lease", "Unit", "current_scope", "drive", "find_borrowable", "lending", "lending_var"]
+import asyncio
+from typing import Any
+
+from ._callbacks import Callback, as_sync_callback
+from ._greenlet import drive
+from ._lease import Lease
+from ._loops import discard_closed_loops, pool_for
+from ._pool import AliasPool
+from ._scope import Scope, _task_scopes, current_scope, find_borrowable, lending
+from ._scope import _Lending as Lending
+from ._scope import _lending_var as lending_var
+from ._units import Unit
+from ._wrapper import bridged_class
+from .testdb import _from_url as settings_from_url
+
+__all__ = [
+    "AliasPool",
+    "Callback",
+    "Lease",
+    "Lending",
+    "Unit",
+    "as_sync_callback",
+    "bridged_class",
+    "current_scope",
+    "discard_closed_loops",
+    "drive",
+    "find_borrowable",
+    "lending",
+    "lending_var",
+    "pool_for",
+    "settings_from_url",
+    "task_scope",
+]
+
+
+def task_scope(task: asyncio.Task[Any]) -> Scope | None:
+    """``task``'s ownership record if it has used a connection (none is created)."""
+    return _task_scopes.get(task)

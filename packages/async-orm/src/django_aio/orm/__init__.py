@@ -7,11 +7,12 @@ of a thread (``DJANGO_AIO_DROP_IN = False`` turns that off). ``AsyncManager``,
 ``AsyncQuerySet`` and ``AsyncMixin`` add typed, awaitable APIs of their own.
 """
 
+from ._async_query import AsyncQuery
 from ._dropin import disable_drop_in, drop_in, drop_in_enabled, enable_drop_in
-from ._facade import AsyncQuery, AsyncRelatedManager
 from ._guards import deferred_message, queryset_message, relation_message
 from ._mixin import AsyncMixin, AsyncObjects
 from ._queryset import AsyncManager, AsyncQueryMethods, AsyncQuerySet, AwaitableRow
+from ._related_manager import AsyncRelatedManager
 
 __all__ = [
     "AsyncManager",

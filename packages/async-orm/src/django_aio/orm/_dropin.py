@@ -55,7 +55,7 @@ from django.apps import apps
 from django_aio.conn import run_sync
 from django_aio.conn.layers import lending, lending_var
 
-from ._bridge import maybe_bridged
+from ._dispatch import maybe_bridged
 from ._guards import (
     deferred_message,
     generic_manager_message,
@@ -136,7 +136,7 @@ def receivers_sync_to_async(
 
 
 def _async_generator(self: Any) -> Any:
-    from ._bridge import bridgeable
+    from django_aio.conn import bridgeable
 
     if bridgeable(self.queryset.db):
         return iterate_chunks(self)

@@ -28,9 +28,7 @@ from typing import Any, cast
 from django.db import connections
 from django.db.models import prefetch_related_objects
 
-from django_aio.conn import async_connections, run_sync
-
-from ._bridge import bridgeable
+from django_aio.conn import async_connections, bridgeable, run_sync
 
 __all__ = ["aiterator", "iterate_chunks"]
 

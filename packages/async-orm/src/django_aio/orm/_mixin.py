@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db.models import Model
 
-from ._bridge import run
-from ._facade import AsyncQuery, AsyncRelatedManager
+from ._async_query import AsyncQuery
+from ._dispatch import run
+from ._related_manager import AsyncRelatedManager
 
 __all__ = ["AsyncMixin", "AsyncObjects"]
 

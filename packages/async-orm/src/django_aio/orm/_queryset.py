@@ -17,7 +17,7 @@ from django.db.models.manager import BaseManager, Manager
 
 from django_aio.conn import in_bridge
 
-from ._bridge import run
+from ._dispatch import run
 from ._iteration import aiterator
 
 __all__ = ["AsyncManager", "AsyncQueryMethods", "AsyncQuerySet", "AwaitableRow"]

@@ -2,11 +2,9 @@
 
 django_aio.conn has no API for "every task of this test uses this one
 connection" or "which connections are checked out right now"; both are test
-concerns, so they live here, built on ``django_aio.conn.layers`` and, where
-that has no hook yet, on conn's private modules (``_scope._Lending``,
-``_scope._task_scopes``,
-``_loops.pool_for``, ``_pool.AliasPool``, ``_wrapper.bridged_class``,
-``AsyncConnection._reclaiming``). Versions of django-aio-conn and
+concerns, so they live here, built on ``django_aio.conn.layers`` (and the
+hook ``AsyncConnection._reclaiming``, which conn keeps for test tooling).
+Versions of django-aio-conn and
 django-aio-testing move together (see the dependency bounds), and everything
 this package touches is below.
 
@@ -48,7 +46,7 @@ from django.db import connections
 from django.db.utils import load_backend
 
 from django_aio.conn import AsyncConnection as _AsyncConnection
-from django_aio.conn import _loops, _pool, _scope, _wrapper, layers
+from django_aio.conn import bridgeable_engine, layers
 
 __all__ = [
     "Checkout",
@@ -75,9 +73,9 @@ def prepare_bridged_classes() -> None:
     needed, so this only moves the work out of the first test.
     """
     for alias in connections:
-        backend = load_backend(connections.settings[alias]["ENGINE"])
-        if getattr(backend.DatabaseWrapper, "django_aio_bridgeable", False):
-            _wrapper.bridged_class(backend.DatabaseWrapper)
+        engine = connections.settings[alias]["ENGINE"]
+        if bridgeable_engine(engine):
+            layers.bridged_class(load_backend(engine).DatabaseWrapper)
 
 
 class SharedLock:
@@ -144,7 +142,7 @@ def open_window(leases: dict[str, Lease]) -> Window:
     """Let every task of the current context borrow ``leases`` (Note [One connection per test])."""
     for lease in leases.values():
         lease.lock = SharedLock()
-    lending = _scope._Lending(cast(Any, _WindowOwner()), dict(leases))
+    lending = layers.Lending(cast(Any, _WindowOwner()), dict(leases))
     token = layers.lending_var.set(lending)
     return Window(leases, lending, token)
 
@@ -164,7 +162,7 @@ def close_window(window: Window) -> None:
 
 def task_connection(task: asyncio.Task[Any], alias: str) -> Any | None:
     """``task``'s ``AsyncConnection`` for ``alias`` if it made one (none is created)."""
-    scope = _scope._task_scopes.get(task)
+    scope = layers.task_scope(task)
     return None if scope is None else scope.connections.get(alias)
 
 
@@ -176,7 +174,7 @@ def window_holders(lease: Lease) -> list[asyncio.Task[Any]]:
 async def acquire_lease(alias: str) -> Lease:
     """A lease straight from the pool, held by no task."""
     install_tracking()
-    lease = await _loops.pool_for(alias).acquire()
+    lease = await layers.pool_for(alias).acquire()
     _checkouts.pop(lease, None)  # the test's own connection is not a leak
     return lease
 
@@ -229,7 +227,7 @@ def _caller() -> str:
 
 def install_tracking() -> None:
     """Record who checks each pooled connection out (idempotent)."""
-    cls: Any = _pool.AliasPool
+    cls: Any = layers.AliasPool
     if getattr(cls, "_django_aio_tracked", False):
         return
     acquire = cls.acquire

@@ -43,6 +43,7 @@ from typing import Any
 from django.db import transaction
 
 from django_aio.atomic import after_commit_settings
+from django_aio.atomic.layers import run_callback
 
 __all__ = ["CapturedCallbacks", "TestTransaction", "install"]
 
@@ -65,17 +66,9 @@ class CapturedCallbacks:
 
 def _users_callable(func: Callable[[], Any]) -> Callable[[], Any]:
     """The function the user registered, not conn's wrapper that awaits async ones."""
-    wrapped = getattr(func, "__wrapped__", None)
-    if wrapped is not None:
-        return wrapped  # type: ignore[no-any-return]
-    # django_aio.conn's AsyncConnection.on_commit wraps every callback in a
-    # closure over it (and sets no __wrapped__ yet).
-    closure = getattr(func, "__closure__", None)
-    if getattr(func, "__module__", None) == "django_aio.conn._connection" and closure:
-        inner = closure[0].cell_contents
-        if callable(inner):
-            return inner  # type: ignore[no-any-return]
-    return func
+    # conn's AsyncConnection.on_commit and atomic's on_commit both keep the
+    # user's function as __wrapped__ on their wrapper.
+    return getattr(func, "__wrapped__", func)
 
 
 class _Captured:
@@ -97,17 +90,7 @@ def call_hook(func: Callable[[], Any], robust: bool) -> None:
     if isinstance(func, _Captured):
         func.capture.add(func.func, func.robust)
         return
-    if not robust:
-        func()
-        return
-    try:
-        func()
-    except Exception as exc:
-        logger.error(
-            f"Error calling {getattr(func, '__qualname__', func)} in on_commit() (%s).",
-            exc,
-            exc_info=True,
-        )
+    run_callback(func, robust)
 
 
 class TestTransaction:

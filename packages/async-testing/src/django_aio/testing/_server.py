@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from django.db import connections
 
-from django_aio.conn import testdb
+from django_aio.conn import bridgeable, layers, testdb
 
 __all__ = ["use_embedded_server_if_needed"]
 
@@ -45,8 +45,7 @@ def use_embedded_server_if_needed(mode: str) -> list[str]:
     candidates = [
         alias
         for alias in connections
-        if getattr(connections[alias].__class__, "django_aio_bridgeable", False)
-        and _names_no_server(connections.settings[alias])
+        if bridgeable(alias) and _names_no_server(connections.settings[alias])
     ]
     if not candidates:
         return []
@@ -55,7 +54,7 @@ def use_embedded_server_if_needed(mode: str) -> list[str]:
         or _answers(connections.settings[candidates[0]])
     ):
         return []
-    server = testdb._from_url(testdb.embedded_server_url())
+    server = layers.settings_from_url(testdb.embedded_server_url())
     for alias in candidates:
         settings_dict = connections.settings[alias]
         for key in ("HOST", "PORT", "USER", "PASSWORD"):

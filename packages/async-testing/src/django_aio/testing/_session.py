@@ -18,7 +18,22 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from django_aio.conn import async_connections, run_sync
 
-from . import _internals
+from ._internals import (
+    Checkout,
+    Window,
+    acquire_lease,
+    checked_out,
+    close_window,
+    ended_holding,
+    forget,
+    install_tracking,
+    open_window,
+    release_lease,
+    restrict,
+    run_on_lease,
+    unrestrict,
+    window_holders,
+)
 from ._on_commit import CapturedCallbacks, TestTransaction
 from ._queries import CaptureQueriesContext, QueryCounter
 from ._task_queries import TaskInstrumentation
@@ -61,7 +76,7 @@ def resolve_databases(databases: Iterable[str] | str | None) -> list[str]:
     return [alias for alias in connections if alias in wanted]
 
 
-def _describe(who: _internals.Checkout, in_transaction: bool) -> str:
+def _describe(who: Checkout, in_transaction: bool) -> str:
     state = "a transaction open on" if in_transaction else "a connection checked out to"
     return f"{state} database {who.alias!r}, by task {who.task!r} (taken at {who.where})"
 
@@ -70,9 +85,9 @@ def _leaked_checkouts(exclude: Iterable[Any] = ()) -> tuple[list[str], list[Any]
     skip = set(map(id, exclude))
     problems: list[str] = []
     leases: list[Any] = []
-    for who, in_transaction in _internals.ended_holding():
+    for who, in_transaction in ended_holding():
         problems.append(_describe(who, in_transaction) + "; the task ended holding it")
-    for lease, who in _internals.checked_out():
+    for lease, who in checked_out():
         if id(lease) in skip:
             continue
         leases.append(lease)
@@ -86,7 +101,7 @@ async def _discard(leases: Iterable[Any]) -> None:
     # task that still holds one gives it back when it ends, and the pool then
     # sees it closed and replaces it.
     for lease in leases:
-        _internals.forget(lease)
+        forget(lease)
         with contextlib.suppress(Exception):
             await lease.aconnection.close()
 
@@ -109,9 +124,9 @@ class _Database:
         self.hint = hint
 
     async def begin(self) -> None:
-        _internals.install_tracking()
-        _internals.ended_holding()  # what earlier tests on this loop left is theirs
-        _internals.restrict(self.databases, self.hint)
+        install_tracking()
+        ended_holding()  # what earlier tests on this loop left is theirs
+        restrict(self.databases, self.hint)
 
     def _check_alias(self, using: str) -> None:
         if using not in self.databases:
@@ -154,18 +169,18 @@ class RollbackDatabase(_Database):
         self.leases: dict[str, Any] = {}
         self.atomics: dict[str, transaction.Atomic] = {}
         self.states: dict[str, TestTransaction] = {}
-        self.window: _internals.Window | None = None
+        self.window: Window | None = None
 
     async def begin(self) -> None:
         await super().begin()
         try:
             for alias in self.databases:
-                lease = self.leases[alias] = await _internals.acquire_lease(alias)
-                await _internals.run_on_lease(lease, self._enter, alias)
+                lease = self.leases[alias] = await acquire_lease(alias)
+                await run_on_lease(lease, self._enter, alias)
         except BaseException:
             await self._release(discard=True)
             raise
-        self.window = _internals.open_window(self.leases)
+        self.window = open_window(self.leases)
 
     def _enter(self, alias: str) -> None:
         atomic = transaction.atomic(using=alias)
@@ -185,7 +200,7 @@ class RollbackDatabase(_Database):
         """Check for leaks, roll back, close every connection of the loop."""
         problems: list[str] = []
         for alias, lease in self.leases.items():
-            holders = _internals.window_holders(lease)
+            holders = window_holders(lease)
             depth = len(lease.wrapper.atomic_blocks) - self.states[alias].base_depth
             tasks = ", ".join(repr(t.get_name()) for t in holders)
             by = f" by task {tasks}" if tasks else ""
@@ -200,7 +215,7 @@ class RollbackDatabase(_Database):
         problems += leaked
         try:
             if self.window is not None:
-                _internals.close_window(self.window)
+                close_window(self.window)
                 self.window = None
             if problems:
                 for state in self.states.values():
@@ -209,7 +224,7 @@ class RollbackDatabase(_Database):
             else:
                 await self._rollback()
         finally:
-            _internals.unrestrict()
+            unrestrict()
             await _discard(leases)
             await async_connections.close_pools()
         if problems:
@@ -220,7 +235,7 @@ class RollbackDatabase(_Database):
         for alias in reversed(list(self.leases)):
             lease = self.leases[alias]
             try:
-                await _internals.run_on_lease(lease, self._exit, alias)
+                await run_on_lease(lease, self._exit, alias)
             except BaseException as exc:
                 error = error or exc
         await self._release(discard=error is not None)
@@ -245,7 +260,7 @@ class RollbackDatabase(_Database):
     async def _release(self, *, discard: bool) -> None:
         leases, self.leases = dict(self.leases), {}
         for lease in leases.values():
-            await _internals.release_lease(lease, discard=discard)
+            await release_lease(lease, discard=discard)
 
     def _log_target(self, using: str) -> Any:
         return self.leases[using].wrapper
@@ -317,7 +332,7 @@ class TransactionalDatabase(_Database):
             async with async_connections.independent_connection():
                 await run_sync(self.flush, self.databases)
         finally:
-            _internals.unrestrict()
+            unrestrict()
             await async_connections.close_pools()
         if problems:
             raise ConnectionLeaked(problems)

@@ -31,7 +31,7 @@ from typing import Any
 
 from django.conf import settings
 
-from . import _internals
+from ._internals import task_connection, window_holders
 from ._on_commit import TestTransaction
 
 __all__ = ["TaskInstrumentation"]
@@ -47,10 +47,10 @@ class TaskInstrumentation:
     def _connection(self, alias: str) -> Any | None:
         task = asyncio.current_task()
         if self.state.in_user_block():
-            holders = _internals.window_holders(self.lease)
+            holders = window_holders(self.lease)
             if holders:
                 task = holders[0]
-        return None if task is None else _internals.task_connection(task, alias)
+        return None if task is None else task_connection(task, alias)
 
     def __call__(
         self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any

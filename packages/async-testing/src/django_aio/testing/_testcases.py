@@ -25,8 +25,8 @@ from django.test import TransactionTestCase
 
 from django_aio.conn import run_sync
 
-from . import _internals
 from ._driver import Driver
+from ._internals import prepare_bridged_classes
 from ._queries import QueryCounter
 from ._session import RollbackDatabase, TransactionalDatabase
 
@@ -65,7 +65,7 @@ class _AsyncioLifecycle(TransactionTestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        _internals.prepare_bridged_classes()  # before Django patches ensure_connection
+        prepare_bridged_classes()  # before Django patches ensure_connection
         super().setUpClass()
 
     def _setup_and_call(self, result: Any, debug: bool = False) -> None:

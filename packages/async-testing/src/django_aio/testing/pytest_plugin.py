@@ -127,9 +127,9 @@ def aio_test_databases(request: pytest.FixtureRequest) -> Iterator[None]:
     try:
         yield
     finally:
-        from django_aio.conn import _loops
+        from django_aio.conn.layers import discard_closed_loops
 
-        _loops.discard_closed_loops()
+        discard_closed_loops()
         teardown_databases(created, verbosity=0)
 
 

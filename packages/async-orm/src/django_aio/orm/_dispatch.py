@@ -1,42 +1,21 @@
-"""Deciding whether a call can run through the bridge, and running it there."""
+"""Dispatching ORM calls from async code: through the bridge, or Django's thread.
+
+Whether an alias can use the bridge is ``django_aio.conn.bridgeable``.
+"""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import DEFAULT_DB_ALIAS, connections, router
-from django.db.utils import load_backend
+from django.db import DEFAULT_DB_ALIAS, router
 
-from django_aio.conn import run_sync
+from django_aio.conn import bridgeable, run_sync
 
-__all__ = ["alias_of", "bridgeable", "maybe_bridged", "run"]
+__all__ = ["alias_of", "maybe_bridged", "run"]
 
 T = TypeVar("T")
-
-
-@functools.cache
-def _engine_bridgeable(engine: str) -> bool:
-    try:
-        backend = load_backend(engine)
-    except Exception:
-        return False
-    return bool(getattr(backend.DatabaseWrapper, "django_aio_bridgeable", False))
-
-
-def bridgeable(alias: str | None = None) -> bool:
-    """Whether ``alias`` (or, without one, every alias) uses a bridgeable ENGINE.
-
-    Aliases on other engines (SQLite, Django's own PostgreSQL backend) keep
-    Django's thread-based async path.
-    """
-    settings = connections.settings
-    if alias is None:
-        return all(_engine_bridgeable(db.get("ENGINE", "")) for db in settings.values())
-    db = settings.get(alias)
-    return db is not None and _engine_bridgeable(db.get("ENGINE", ""))
 
 
 def alias_of(target: object, args: tuple[Any, ...] = ()) -> str:

@@ -1,6 +1,6 @@
 """Django's own async ORM (drop-in off: ``sync_to_async``) vs drop-in on, interleaved.
 
-Usage:  uv run python packages/async-orm/tests/bench_orm.py [--rounds 5] [--ops 200]
+Usage:  uv run python bench/orm_dropin.py [--rounds 5] [--ops 200]
         [--rows 200000]
 
 Or, with Django configured and the ``orm_testapp`` tables present,
@@ -178,7 +178,9 @@ def setup_django(rows: int, fill: bool = True) -> None:
 
     from django_aio.conn.testdb import database_settings
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    # orm_testapp (the models) lives with the ORM's tests.
+    orm_tests = Path(__file__).resolve().parents[1] / "packages" / "async-orm" / "tests"
+    sys.path.insert(0, str(orm_tests))
     entry = database_settings(
         "django_aio_orm_bench", OPTIONS={"pool": {"min_size": 10, "max_size": 10}}
     )

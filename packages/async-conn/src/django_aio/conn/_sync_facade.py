@@ -145,7 +145,7 @@ class SyncCursor:
 
     def close(self) -> None:
         # Closing a closed cursor needs no connection: it may no longer be ours
-        # (Note [Task end] in _connection.py).
+        # (Note [Task end] in _task_end.py).
         if not self.acursor.closed:
             try:
                 await_coroutine(self.acursor.close())

@@ -26,8 +26,8 @@ from collections.abc import Hashable
 from typing import Any, cast
 
 from django.db import connections
-from django.db.utils import load_backend
 
+from ._bridgeable import bridgeable
 from ._wrapper import is_guarded, unguarded_class
 
 __all__ = ["BoundLease", "bound_lease", "install_testcase_binding"]
@@ -85,13 +85,8 @@ def bound_lease(alias: str) -> BoundLease | None:
     return _bound.get(alias) if _bound else None
 
 
-def _bridgeable(alias: str) -> bool:
-    engine = connections.settings[alias]["ENGINE"]
-    return bool(getattr(load_backend(engine).DatabaseWrapper, "django_aio_bridgeable", False))
-
-
 def _bind(alias: str) -> None:
-    if alias in _bound or not _bridgeable(alias):
+    if alias in _bound or not bridgeable(alias):
         return
     wrapper = connections[alias]
     wrapper.inc_thread_sharing()
