@@ -55,7 +55,7 @@ def use_embedded_server_if_needed(mode: str) -> list[str]:
         or _answers(connections.settings[candidates[0]])
     ):
         return []
-    server = testdb._from_url(testdb.embedded_server_url())
+    server = testdb.settings_from_url(testdb.embedded_server_url())
     for alias in candidates:
         settings_dict = connections.settings[alias]
         for key in ("HOST", "PORT", "USER", "PASSWORD"):
