@@ -102,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         const="strict",
         help="the same, with no exception (= DJANGO_AIO_ASSERT_LOOP_THREAD=strict)",
     )
+    parser.add_argument(
+        "--through-bridge",
+        action="store_true",
+        help="run every test (class fixtures included) inside run_sync() on an event loop, "
+        "so every statement goes through the async connection; a test whose statements do "
+        "not fails, unless through-bridge-list.txt lists it (needs --engine aio)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--check-baseline",
@@ -162,6 +169,8 @@ def _run(args: argparse.Namespace) -> int:
             note(f"skipping label {label}: Django {version} has no tests/{label}")
         labels += async_labels
 
+    if args.through_bridge and args.engine != "aio":
+        raise Broken("--through-bridge needs --engine aio (the bridge is django-aio's)")
     entry, source = database_entry()
     server = check_server(entry)
     drop_stale_databases(entry)
@@ -172,6 +181,8 @@ def _run(args: argparse.Namespace) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     prune_work(keep=10)
     engine_tag = args.engine if args.drop_in or args.engine == "stock" else "aio-nodropin"
+    if args.through_bridge:
+        engine_tag += "-bridge"
 
     loop_check_labels = labels or async_labels
     env = runtests_environment(args, entry, apps, loop_check_labels)
@@ -187,6 +198,8 @@ def _run(args: argparse.Namespace) -> int:
             f"loop-thread check on (DJANGO_AIO_ASSERT_LOOP_THREAD={args.assert_loop_thread}) "
             f"for: {' '.join(loop_check_labels)}"
         )
+    if args.through_bridge:
+        note("through the bridge: every test runs inside run_sync() on an event loop")
     note(f"labels: {' '.join(labels) if labels else '(full suite)'}")
 
     run = Execution(args, env, tests_dir, entry, f"django-{version}-{engine_tag}-{os.getpid()}")

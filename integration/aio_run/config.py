@@ -45,6 +45,9 @@ ASYNC_LABELS = [
 
 SELFTEST_LABEL = "aio_harness.selftest"
 
+# Tests that cannot run inside run_sync() on a loop, with the reasons.
+THROUGH_BRIDGE_LIST = HERE / "through-bridge-list.txt"
+
 
 def present_labels(tests_dir: Path, labels: list[str]) -> list[str]:
     """The labels of ``labels`` that this Django's tests/ has."""
@@ -90,6 +93,10 @@ def runtests_environment(
         DJANGO_AIO_IT_DROP_IN="1" if args.drop_in else "0",
         PYTHONUNBUFFERED="1",
     )
+    env.pop("DJANGO_AIO_IT_THROUGH_BRIDGE", None)
+    if args.through_bridge:
+        env["DJANGO_AIO_IT_THROUGH_BRIDGE"] = "1"
+        env["DJANGO_AIO_IT_THROUGH_BRIDGE_LIST"] = str(THROUGH_BRIDGE_LIST)
     env.pop("DJANGO_AIO_ASSERT_LOOP_THREAD", None)
     env.pop("DJANGO_AIO_ASSERT_LOOP_THREAD_SCOPE", None)
     if args.assert_loop_thread:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .bridgereport import bridge_log_summary
 from .common import WORK, Broken, note
 from .database import show_activity
 from .loopthread import loop_log_summary
@@ -41,11 +42,16 @@ class Execution:
         run_name = self.name if self.runs == 1 else f"{self.name}-rerun{self.runs - 1}"
         report_path = WORK / f"{run_name}.report.json"
         loop_log = WORK / f"{run_name}.loop-thread.jsonl"
+        bridge_log = WORK / f"{run_name}.bridge.jsonl"
         log_path = WORK / f"{run_name}.log"
-        for stale in (report_path, loop_log):
+        for stale in (report_path, loop_log, bridge_log):
             stale.unlink(missing_ok=True)
         env = dict(self.env)
-        env.update(DJANGO_AIO_IT_REPORT=str(report_path), DJANGO_AIO_IT_LOOP_LOG=str(loop_log))
+        env.update(
+            DJANGO_AIO_IT_REPORT=str(report_path),
+            DJANGO_AIO_IT_LOOP_LOG=str(loop_log),
+            DJANGO_AIO_IT_BRIDGE_LOG=str(bridge_log),
+        )
         cmd = [
             sys.executable,
             "-m",
@@ -79,6 +85,12 @@ class Execution:
                 f"the run stopped early (interrupted, or --failfast): {report['tests_run']} "
                 f"of {report['suite_size']} tests ran"
             )
+        if self.args.through_bridge:
+            not_bridged, lines = bridge_log_summary(bridge_log)
+            for line in lines:
+                note(line)
+            for test_id, message in not_bridged.items():
+                failing.setdefault(test_id, {"kind": "not_bridged", "message": message})
         if self.args.assert_loop_thread:
             violations, lines = loop_log_summary(loop_log)
             for line in lines:
@@ -93,7 +105,7 @@ def prune_work(keep: int) -> None:
     """Keep the files of the newest ``keep`` runs in .work/."""
     runs: dict[str, float] = {}
     for path in WORK.glob("django-*"):
-        run = re.sub(r"\.(report\.json|loop-thread\.jsonl|log)$", "", path.name)
+        run = re.sub(r"\.(report\.json|loop-thread\.jsonl|bridge\.jsonl|log)$", "", path.name)
         runs[run] = max(runs.get(run, 0.0), path.stat().st_mtime)
     for run in sorted(runs, key=runs.__getitem__, reverse=True)[keep:]:
         for path in WORK.glob(f"{run}.*"):

@@ -1,0 +1,388 @@
+"""DJANGO_AIO_IT_THROUGH_BRIDGE: run every test of the suite inside ``run_sync()``.
+
+In this mode each process of the run (the main one, each parallel worker)
+has one event loop and one asyncio task that runs every step of every test
+through ``django_aio.conn.run_sync``:
+
+- the class fixtures (``setUpClass`` / ``tearDownClass``, so a TestCase's
+  class transaction, its ``setUpTestData`` and fixtures) and the module
+  fixtures, each as one ``run_sync`` call;
+- each test (``TestCase.__call__``: Django's ``_pre_setup``, ``setUp``, the
+  test, ``tearDown``, ``_post_teardown``) as one ``run_sync`` call.
+
+Inside, ``django.db.connections[alias]`` is the task's async connection, so
+every statement goes through django-aio's bridge, its I/O awaited on the
+loop. Between steps the loop is not running, so unittest's own bookkeeping
+runs as usual.
+
+Note [The test thread's connection]
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+Django's test cases rely on ``connections[alias]`` being one object for a
+whole class: a TestCase's class transaction is opened in ``setUpClass`` and
+rolled back in ``tearDownClass``, and every class swaps the methods of the
+connections it may not use for failing stand-ins in ``setUpClass`` and puts
+them back in ``tearDownClass``. In the plain mode that object is the test
+thread's connection. Here the task holds an async connection per alias
+(``AsyncConnection.hold()``) from before a class's ``setUpClass`` to after
+its ``tearDownClass``, so every ``run_sync`` call of the class gets the same
+bridged wrapper, exactly as the thread's connection in the plain mode; a
+``run_sync`` call otherwise takes a connection from the pool and gives it
+back when it ends.
+
+Tests that by nature cannot run inside a greenlet on a loop are listed, with
+the reason, in the file named by ``DJANGO_AIO_IT_THROUGH_BRIDGE_LIST`` (see
+integration/through-bridge-list.txt); they run the plain way (a listed
+test of a ``django.test.TestCase`` takes its whole class with it).
+
+Every statement Django executes is counted by the test (or class fixture)
+that ran it: through a bridged wrapper (one paired with a pooled async
+connection, inside ``run_sync``) or not. One JSON line per test goes to
+``DJANGO_AIO_IT_BRIDGE_LOG``; run.py fails a test of a bridged class that ran
+any statement outside the bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextvars
+import json
+import os
+import sys
+import unittest
+import unittest.suite
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+ENV = "DJANGO_AIO_IT_THROUGH_BRIDGE"
+LIST_ENV = "DJANGO_AIO_IT_THROUGH_BRIDGE_LIST"
+LOG_ENV = "DJANGO_AIO_IT_BRIDGE_LOG"
+
+_listed: tuple[str, ...] = ()
+_current = ""  # the test (or "setUpClass (module.Class)") whose statements are counted
+_counts = {"bridged": 0, "plain": 0}
+_installed = False
+
+
+def read_list(path: str) -> dict[str, str]:
+    """The explicit list: test id (or class, or module label) -> reason.
+
+    A line holds an id; a ``# reason: ...`` line gives the reason of the ids
+    below it, up to the next one. Other ``#`` lines and blank ones are ignored.
+    """
+    listed: dict[str, str] = {}
+    reason = ""
+    with open(path, encoding="utf-8") as f:
+        for raw in f:
+            line = raw.strip()
+            if line.startswith("# reason:"):
+                reason = line.removeprefix("# reason:").strip()
+            elif line and not line.startswith("#"):
+                if not reason:
+                    raise ValueError(f"{path}: {line} has no '# reason:' line above it")
+                listed[line] = reason
+    return listed
+
+
+def class_is_listed(cls: type) -> bool:
+    """Whether the whole class runs the plain way.
+
+    Its module or the class itself is listed; or it is a ``django.test.TestCase``
+    with a listed test: the class's transaction and the test's statements
+    must be on one connection. (A listed test of another class runs plain
+    alone, see ``test_is_listed``.)
+    """
+    from django.test import TestCase
+
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    for entry in _listed:
+        if name == entry or name.startswith(entry + "."):
+            return True
+        if entry.startswith(name + ".") and issubclass(cls, TestCase):
+            return True
+    return False
+
+
+def test_is_listed(test: unittest.TestCase) -> bool:
+    return test.id() in _listed or class_is_listed(type(test))
+
+
+def _class_id(cls: type) -> str:
+    return f"setUpClass ({cls.__module__}.{cls.__qualname__})"
+
+
+# -- the loop and the task that runs every step ----------------------------
+
+Step = tuple[Callable[[], Awaitable[Any]], "asyncio.Future[Any]"]
+
+
+class _Bridge:
+    """This process's event loop and the one task that runs every step."""
+
+    def __init__(self) -> None:
+        self.runner = asyncio.Runner()
+        self.queue: asyncio.Queue[Step | None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        # The class whose TestCase transaction the task holds connections for.
+        self.held_class: type | None = None
+        self.held: list[Any] = []
+
+    def call(self, step: Callable[[], Awaitable[Any]]) -> Any:
+        return self.runner.run(self._submit(step))
+
+    async def _submit(self, step: Callable[[], Awaitable[Any]]) -> Any:
+        if self.task is None:
+            self.queue = asyncio.Queue()
+            self.task = asyncio.get_running_loop().create_task(
+                self._serve(self.queue), name="through-bridge", context=contextvars.Context()
+            )
+        assert self.queue is not None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((step, future))
+        return await future
+
+    @staticmethod
+    async def _serve(queue: asyncio.Queue[Step | None]) -> None:
+        while (item := await queue.get()) is not None:
+            step, future = item
+            try:
+                result = await step()
+            except BaseException as exc:  # raised where the step was submitted
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(result)
+
+    def run_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
+        from django_aio.conn import run_sync
+
+        return self.call(lambda: run_sync(fn, *args))
+
+    def hold_for(self, cls: type) -> None:
+        """Hold an async connection per alias in the task, for the class's lifetime.
+
+        See Note [The test thread's connection] in the module docstring.
+        """
+        from django.db import connections
+
+        from django_aio.conn import async_connections
+
+        async def hold() -> None:
+            for alias in connections:
+                conn = async_connections[alias]
+                await conn.hold()
+                self.held.append(conn)
+
+        self.held_class = cls
+        self.call(hold)
+
+    def release(self) -> None:
+        held, self.held, self.held_class = self.held, [], None
+
+        async def release() -> None:
+            for conn in held:
+                await conn.unhold()
+
+        if held:
+            self.call(release)
+
+    def close(self) -> None:
+        try:
+            self.release()
+            if self.task is not None and self.queue is not None and not self.task.done():
+                self.queue.put_nowait(None)
+                task = self.task
+
+                async def wait() -> None:
+                    await task
+
+                self.runner.run(wait())
+        finally:
+            self.runner.close()
+
+
+_bridge: _Bridge | None = None
+
+
+def _get_bridge() -> _Bridge:
+    global _bridge
+    if _bridge is None:
+        _bridge = _Bridge()
+    return _bridge
+
+
+def close() -> None:
+    """Close this process's loop (its pools with it): before test databases are dropped."""
+    global _bridge
+    bridge, _bridge = _bridge, None
+    if bridge is not None:
+        bridge.close()
+
+
+def _in_bridge() -> bool:
+    from django_aio.conn import in_bridge
+
+    return in_bridge()
+
+
+# -- counting statements ---------------------------------------------------
+
+
+def _count(db: Any) -> None:
+    # A bridged wrapper is paired with a pooled async connection (its lease);
+    # its statements go over that connection, awaited on the loop.
+    bridged = getattr(db, "django_aio_lease", None) is not None and _in_bridge()
+    _counts["bridged" if bridged else "plain"] += 1
+
+
+def _log(test: str, delta: dict[str, int], plain_class: bool) -> None:
+    path = os.environ.get(LOG_ENV)
+    if not path or not any(delta.values()):
+        return
+    line = json.dumps({"test": test, "listed": plain_class, **delta}) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def _counted(test: str, plain_class: bool, fn: Callable[[], Any]) -> Any:
+    global _current
+    before = dict(_counts)
+    outer, _current = _current, test
+    try:
+        return fn()
+    finally:
+        _current = outer
+        _log(test, {k: _counts[k] - before[k] for k in _counts}, plain_class)
+
+
+# -- the wrapped unittest and Django hooks ----------------------------------
+
+
+def _wrap_cursor() -> None:
+    from django.db.backends import utils
+
+    original = utils.CursorWrapper._execute_with_wrappers
+
+    def _execute_with_wrappers(self: Any, sql: Any, params: Any, many: bool, executor: Any) -> Any:
+        _count(self.db)
+        return original(self, sql, params, many, executor)
+
+    utils.CursorWrapper._execute_with_wrappers = _execute_with_wrappers
+
+
+def _wrap_test_call(cls: type) -> None:
+    original = cls.__call__
+
+    def __call__(self: unittest.TestCase, *args: Any, **kwargs: Any) -> Any:
+        if _in_bridge() or _current == self.id():  # Django's __call__ calls unittest's
+            return original(self, *args, **kwargs)
+        plain = test_is_listed(self)
+
+        def run() -> Any:
+            if plain:
+                return original(self, *args, **kwargs)
+            return _get_bridge().run_sync(original, self, *args, **kwargs)
+
+        return _counted(self.id(), plain, run)
+
+    cls.__call__ = __call__  # type: ignore[method-assign]
+
+
+def _has(module: str, name: str) -> bool:
+    return hasattr(sys.modules.get(module), name)
+
+
+def _wrap_suite() -> None:
+    suite = unittest.suite.TestSuite
+    class_setup = suite._handleClassSetUp
+    class_teardown = suite._tearDownPreviousClass
+    module_setup = suite._handleModuleFixture
+    module_teardown = suite._handleModuleTearDown
+    run = suite.run
+
+    def _handleClassSetUp(self: Any, test: Any, result: Any) -> None:
+        cls = test.__class__
+        if (
+            cls is getattr(result, "_previousTestClass", None)
+            or getattr(result, "_moduleSetUpFailed", False)
+            or getattr(cls, "__unittest_skip__", False)
+            or class_is_listed(cls)
+        ):
+            _counted(_class_id(cls), True, lambda: class_setup(self, test, result))
+            return
+        bridge = _get_bridge()
+        bridge.hold_for(cls)
+        _counted(_class_id(cls), False, lambda: bridge.run_sync(class_setup, self, test, result))
+        if getattr(cls, "_classSetupFailed", False) and bridge.held_class is cls:
+            bridge.release()
+
+    def _tearDownPreviousClass(self: Any, test: Any, result: Any) -> None:
+        previous = getattr(result, "_previousTestClass", None)
+        if previous is None or previous is test.__class__ or class_is_listed(previous):
+            class_teardown(self, test, result)
+            return
+        bridge = _get_bridge()
+        try:
+            _counted(
+                _class_id(previous).replace("setUpClass", "tearDownClass"),
+                False,
+                lambda: bridge.run_sync(class_teardown, self, test, result),
+            )
+        finally:
+            if bridge.held_class is previous:
+                bridge.release()
+
+    def _handleModuleFixture(self: Any, test: Any, result: Any) -> None:
+        module = test.__class__.__module__
+        if self._get_previous_module(result) == module or not _has(module, "setUpModule"):
+            module_setup(self, test, result)
+            return
+        _get_bridge().run_sync(module_setup, self, test, result)
+
+    def _handleModuleTearDown(self: Any, result: Any) -> None:
+        module = self._get_previous_module(result)
+        if module is None or not _has(module, "tearDownModule"):
+            module_teardown(self, result)
+            return
+        _get_bridge().run_sync(module_teardown, self, result)
+
+    def run_suite(self: Any, result: Any, *args: Any, **kwargs: Any) -> Any:
+        top_level = not getattr(result, "_testRunEntered", False)
+        try:
+            return run(self, result, *args, **kwargs)
+        finally:
+            if top_level:
+                close()
+
+    suite._handleClassSetUp = _handleClassSetUp  # type: ignore[method-assign]
+    suite._tearDownPreviousClass = _tearDownPreviousClass  # type: ignore[method-assign]
+    suite._handleModuleFixture = _handleModuleFixture  # type: ignore[method-assign]
+    suite._handleModuleTearDown = _handleModuleTearDown  # type: ignore[method-assign]
+    suite.run = run_suite  # type: ignore[method-assign]
+
+
+def install(list_path: str) -> None:
+    """Install the mode in this process (forked workers inherit it)."""
+    global _installed, _listed
+    if _installed:
+        return
+    _installed = True
+    _listed = tuple(read_list(list_path)) if list_path else ()
+    from django.test import SimpleTestCase
+
+    _wrap_cursor()
+    _wrap_test_call(unittest.TestCase)
+    _wrap_test_call(SimpleTestCase)
+    _wrap_suite()
+    atexit.register(close)
+
+
+def install_from_environment() -> bool:
+    if os.environ.get(ENV, "") not in ("1", "on", "true"):
+        return False
+    install(os.environ.get(LIST_ENV, ""))
+    return True
