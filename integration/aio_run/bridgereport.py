@@ -52,3 +52,13 @@ def bridge_log_summary(path: Path) -> tuple[dict[str, str], list[str]]:
         for module in modules
     ]
     return failing, lines
+
+
+def bridge_counts(path: Path) -> dict[str, dict[str, int]]:
+    """Test id -> its ``bridged`` and ``plain`` statement counts, from the log."""
+    counts: dict[str, dict[str, int]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            counts[record["test"]] = {"bridged": record["bridged"], "plain": record["plain"]}
+    return counts

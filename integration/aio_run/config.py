@@ -45,8 +45,10 @@ ASYNC_LABELS = [
 
 SELFTEST_LABEL = "aio_harness.selftest"
 
-# Tests that cannot run inside run_sync() on a loop, with the reasons.
+# Tests that cannot run inside run_sync() on a loop, with the reasons (and
+# the self-test's own list).
 THROUGH_BRIDGE_LIST = HERE / "through-bridge-list.txt"
+SELFTEST_THROUGH_BRIDGE_LIST = HERE / "aio_harness" / "selftest" / "through-bridge-list.txt"
 
 
 def present_labels(tests_dir: Path, labels: list[str]) -> list[str]:
@@ -96,7 +98,8 @@ def runtests_environment(
     env.pop("DJANGO_AIO_IT_THROUGH_BRIDGE", None)
     if args.through_bridge:
         env["DJANGO_AIO_IT_THROUGH_BRIDGE"] = "1"
-        env["DJANGO_AIO_IT_THROUGH_BRIDGE_LIST"] = str(THROUGH_BRIDGE_LIST)
+        listed = SELFTEST_THROUGH_BRIDGE_LIST if args.self_test else THROUGH_BRIDGE_LIST
+        env["DJANGO_AIO_IT_THROUGH_BRIDGE_LIST"] = str(listed)
     env.pop("DJANGO_AIO_ASSERT_LOOP_THREAD", None)
     env.pop("DJANGO_AIO_ASSERT_LOOP_THREAD_SCOPE", None)
     if args.assert_loop_thread:

@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from .baseline import baseline_path, read_baseline, rerun_new_failures, write_baseline
-from .common import EXIT_FAILED, EXIT_OK, HERE, Broken, note
+from .bridgereport import bridge_counts
+from .common import EXIT_FAILED, EXIT_OK, HERE, WORK, Broken, note
 from .execution import Execution
 
 
@@ -15,8 +16,14 @@ def check_self_test(
 ) -> int:
     """Compare a --self-test run with the outcomes its tests are written to have,
     then rerun its failures as --check-baseline would: only the flaky one passes."""
-    from aio_harness.selftest.expected import EXPECTED, FLAKY
+    from aio_harness.selftest.expected import (
+        BRIDGED,
+        EXPECTED,
+        EXPECTED_THROUGH_BRIDGE,
+        FLAKY,
+    )
 
+    expected = EXPECTED_THROUGH_BRIDGE if run.args.through_bridge else EXPECTED
     skipped_ids = set(report["skipped_ids"])
     ran = set(report["started"]) | skipped_ids
     got = {
@@ -25,11 +32,15 @@ def check_self_test(
         "skipped": len(skipped_ids),
     }
     problems = [
-        f"{key}: expected {EXPECTED[key]}, got {got[key]}"
+        f"{key}: expected {expected[key]}, got {got[key]}"
         for key in ("passed", "skipped")
-        if EXPECTED[key] != got[key]
+        if expected[key] != got[key]
     ]
-    expected_failing, got_failing = EXPECTED["failing"], got["failing"]
+    if run.args.through_bridge:
+        counts = bridge_counts(WORK / f"{run.name}.bridge.jsonl").get(BRIDGED)
+        if not counts or counts["plain"] or not counts["bridged"]:
+            problems.append(f"{BRIDGED}: expected its statements through the bridge, got {counts}")
+    expected_failing, got_failing = expected["failing"], got["failing"]
     for test_id in sorted(set(expected_failing) | set(got_failing)):
         want, have = expected_failing.get(test_id), got_failing.get(test_id)
         if want != have:
