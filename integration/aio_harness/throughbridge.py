@@ -48,6 +48,8 @@ import atexit
 import contextvars
 import gc
 import json
+import multiprocessing
+import multiprocessing.util
 import os
 import sys
 import unittest
@@ -149,6 +151,10 @@ class _Bridge:
             try:
                 result = await step()
             except BaseException as exc:  # raised where the step was submitted
+                # A cancellation that escaped a step must not cancel the next.
+                task = asyncio.current_task()
+                while task is not None and task.cancelling():
+                    task.uncancel()
                 if not future.done():
                     future.set_exception(exc)
             else:
@@ -210,16 +216,21 @@ def _get_bridge() -> _Bridge:
     global _bridge
     if _bridge is None:
         _bridge = _Bridge()
+        if multiprocessing.parent_process() is not None:
+            # A parallel worker keeps its loop (and its pooled connections)
+            # for all the subsuites it runs, and closes it as it exits,
+            # before the main process drops the worker's database.
+            multiprocessing.util.Finalize(None, close, exitpriority=10)
     return _bridge
 
 
 def close() -> None:
     """Close this process's loop (its pools with it): before test databases are dropped.
 
-    A parallel worker closes it after each subsuite it runs. What the closed
-    loop leaves (its task's connection records refer to each other) is
-    collected at once, so that a later test that counts garbage (Django's
-    ``select_related`` memory-leak test) does not find the harness's.
+    What the closed loop leaves (its task's connection records refer to each
+    other) is collected at once, so that a later test that counts garbage
+    (Django's ``select_related`` memory-leak test) does not find the
+    harness's.
     """
     global _bridge
     bridge, _bridge = _bridge, None
@@ -294,7 +305,22 @@ def _wrap_test_call(cls: type) -> None:
         def run() -> Any:
             if plain:
                 return original(self, *args, **kwargs)
-            return _get_bridge().run_sync(original, self, *args, **kwargs)
+            try:
+                return _get_bridge().run_sync(original, self, *args, **kwargs)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                # unittest lets BaseExceptions through (a CancelledError the
+                # test raised in the task): an error of this test, not the
+                # end of the worker.
+                result = args[0] if args else kwargs.get("result")
+                if result is None:
+                    raise
+                failure = RuntimeError(
+                    f"{type(exc).__name__} escaped the test through run_sync(): {exc!r}"
+                )
+                result.addError(self, (RuntimeError, failure, exc.__traceback__))
+                return None
 
         return _counted(self.id(), plain, run)
 
@@ -364,8 +390,8 @@ def _wrap_suite() -> None:
         try:
             return run(self, result, *args, **kwargs)
         finally:
-            if top_level:
-                close()
+            if top_level and multiprocessing.parent_process() is None:
+                close()  # a serial run: before the test databases are dropped
 
     suite._handleClassSetUp = _handleClassSetUp  # type: ignore[method-assign]
     suite._tearDownPreviousClass = _tearDownPreviousClass  # type: ignore[method-assign]
