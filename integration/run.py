@@ -1,7 +1,7 @@
 """Run Django's own test suite against django-aio's backend (or Django's stock one).
 
     uv run python integration/run.py [--engine aio|stock] [--no-drop-in] [--parallel N]
-        [--async] [--assert-loop-thread | --assert-loop-thread-strict]
+        [--async] [--assert-loop-thread | --assert-loop-thread-strict] [--through-bridge]
         [--check-baseline | --write-baseline | --self-test]
         [test labels...] [-- runtests.py arguments]
 
@@ -13,10 +13,14 @@ What it does:
    module whose ``default`` and ``other`` aliases use
    ``django_aio.conn.backends.postgresql`` (``--engine aio``, the default) or
    ``django.db.backends.postgresql`` (``--engine stock``). With the aio engine,
-   the django_aio apps that exist join INSTALLED_APPS (drop-in on).
+   the django_aio apps that exist join INSTALLED_APPS (drop-in on). With
+   ``--through-bridge`` every test runs inside ``run_sync()`` on an event loop
+   (aio_harness/throughbridge.py).
 3. Reads the outcome from a JSON report written by the test runner (never from
    the text output), prints a summary, and with ``--check-baseline`` exits 1 if
    any test failed that is not listed in integration/baseline-django-X.Y.txt.
+
+The rest of this side of the harness is in aio_run/, one module per job.
 
 The database: DATABASE_URL or PGHOST/PGPORT (plus the other PG* variables),
 else an embedded PostgreSQL, both through ``django_aio.conn.testdb``.

@@ -339,8 +339,14 @@ def _wrap_suite() -> None:
     module_teardown = suite._handleModuleTearDown
     run = suite.run
 
+    # A suite run from inside a test (Django's test_utils and test_runner
+    # tests run test cases of their own) is already in the bridge: it runs
+    # as it would on the test thread.
     def _handleClassSetUp(self: Any, test: Any, result: Any) -> None:
         cls = test.__class__
+        if _in_bridge():
+            class_setup(self, test, result)
+            return
         if (
             cls is getattr(result, "_previousTestClass", None)
             or getattr(result, "_moduleSetUpFailed", False)
@@ -357,7 +363,12 @@ def _wrap_suite() -> None:
 
     def _tearDownPreviousClass(self: Any, test: Any, result: Any) -> None:
         previous = getattr(result, "_previousTestClass", None)
-        if previous is None or previous is test.__class__ or class_is_listed(previous):
+        if (
+            _in_bridge()
+            or previous is None
+            or previous is test.__class__
+            or class_is_listed(previous)
+        ):
             class_teardown(self, test, result)
             return
         bridge = _get_bridge()
@@ -373,20 +384,24 @@ def _wrap_suite() -> None:
 
     def _handleModuleFixture(self: Any, test: Any, result: Any) -> None:
         module = test.__class__.__module__
-        if self._get_previous_module(result) == module or not _has(module, "setUpModule"):
+        if (
+            _in_bridge()
+            or self._get_previous_module(result) == module
+            or not _has(module, "setUpModule")
+        ):
             module_setup(self, test, result)
             return
         _get_bridge().run_sync(module_setup, self, test, result)
 
     def _handleModuleTearDown(self: Any, result: Any) -> None:
         module = self._get_previous_module(result)
-        if module is None or not _has(module, "tearDownModule"):
+        if _in_bridge() or module is None or not _has(module, "tearDownModule"):
             module_teardown(self, result)
             return
         _get_bridge().run_sync(module_teardown, self, result)
 
     def run_suite(self: Any, result: Any, *args: Any, **kwargs: Any) -> Any:
-        top_level = not getattr(result, "_testRunEntered", False)
+        top_level = not getattr(result, "_testRunEntered", False) and not _in_bridge()
         try:
             return run(self, result, *args, **kwargs)
         finally:
