@@ -43,19 +43,17 @@ any statement outside the bridge.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import contextvars
-import gc
 import json
 import multiprocessing
-import multiprocessing.util
 import os
 import sys
 import unittest
 import unittest.suite
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
+
+from aio_harness.bridgeloop import close, get_bridge
 
 ENV = "DJANGO_AIO_IT_THROUGH_BRIDGE"
 LIST_ENV = "DJANGO_AIO_IT_THROUGH_BRIDGE_LIST"
@@ -112,132 +110,6 @@ def test_is_listed(test: unittest.TestCase) -> bool:
 
 def _class_id(cls: type) -> str:
     return f"setUpClass ({cls.__module__}.{cls.__qualname__})"
-
-
-# -- the loop and the task that runs every step ----------------------------
-
-Step = tuple[Callable[[], Awaitable[Any]], "asyncio.Future[Any]"]
-
-
-class _Bridge:
-    """This process's event loop and the one task that runs every step."""
-
-    def __init__(self) -> None:
-        self.runner = asyncio.Runner()
-        self.queue: asyncio.Queue[Step | None] | None = None
-        self.task: asyncio.Task[None] | None = None
-        # The class whose TestCase transaction the task holds connections for.
-        self.held_class: type | None = None
-        self.held: list[Any] = []
-
-    def call(self, step: Callable[[], Awaitable[Any]]) -> Any:
-        return self.runner.run(self._submit(step))
-
-    async def _submit(self, step: Callable[[], Awaitable[Any]]) -> Any:
-        if self.task is None:
-            self.queue = asyncio.Queue()
-            self.task = asyncio.get_running_loop().create_task(
-                self._serve(self.queue), name="through-bridge", context=contextvars.Context()
-            )
-        assert self.queue is not None
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((step, future))
-        return await future
-
-    @staticmethod
-    async def _serve(queue: asyncio.Queue[Step | None]) -> None:
-        while (item := await queue.get()) is not None:
-            step, future = item
-            try:
-                result = await step()
-            except BaseException as exc:  # raised where the step was submitted
-                # A cancellation that escaped a step must not cancel the next.
-                task = asyncio.current_task()
-                while task is not None and task.cancelling():
-                    task.uncancel()
-                if not future.done():
-                    future.set_exception(exc)
-            else:
-                if not future.done():
-                    future.set_result(result)
-
-    def run_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
-        from django_aio.conn import run_sync
-
-        return self.call(lambda: run_sync(fn, *args))
-
-    def hold_for(self, cls: type) -> None:
-        """Hold an async connection per alias in the task, for the class's lifetime.
-
-        See Note [The test thread's connection] in the module docstring.
-        """
-        from django.db import connections
-
-        from django_aio.conn import async_connections
-
-        async def hold() -> None:
-            for alias in connections:
-                conn = async_connections[alias]
-                await conn.hold()
-                self.held.append(conn)
-
-        self.held_class = cls
-        self.call(hold)
-
-    def release(self) -> None:
-        held, self.held, self.held_class = self.held, [], None
-
-        async def release() -> None:
-            for conn in held:
-                await conn.unhold()
-
-        if held:
-            self.call(release)
-
-    def close(self) -> None:
-        try:
-            self.release()
-            if self.task is not None and self.queue is not None and not self.task.done():
-                self.queue.put_nowait(None)
-                task = self.task
-
-                async def wait() -> None:
-                    await task
-
-                self.runner.run(wait())
-        finally:
-            self.runner.close()
-
-
-_bridge: _Bridge | None = None
-
-
-def _get_bridge() -> _Bridge:
-    global _bridge
-    if _bridge is None:
-        _bridge = _Bridge()
-        if multiprocessing.parent_process() is not None:
-            # A parallel worker keeps its loop (and its pooled connections)
-            # for all the subsuites it runs, and closes it as it exits,
-            # before the main process drops the worker's database.
-            multiprocessing.util.Finalize(None, close, exitpriority=10)
-    return _bridge
-
-
-def close() -> None:
-    """Close this process's loop (its pools with it): before test databases are dropped.
-
-    What the closed loop leaves (its task's connection records refer to each
-    other) is collected at once, so that a later test that counts garbage
-    (Django's ``select_related`` memory-leak test) does not find the
-    harness's.
-    """
-    global _bridge
-    bridge, _bridge = _bridge, None
-    if bridge is not None:
-        bridge.close()
-        del bridge
-        gc.collect()
 
 
 def _in_bridge() -> bool:
@@ -306,7 +178,7 @@ def _wrap_test_call(cls: type) -> None:
             if plain:
                 return original(self, *args, **kwargs)
             try:
-                return _get_bridge().run_sync(original, self, *args, **kwargs)
+                return get_bridge().run_sync(original, self, *args, **kwargs)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as exc:
@@ -355,7 +227,7 @@ def _wrap_suite() -> None:
         ):
             _counted(_class_id(cls), True, lambda: class_setup(self, test, result))
             return
-        bridge = _get_bridge()
+        bridge = get_bridge()
         bridge.hold_for(cls)
         _counted(_class_id(cls), False, lambda: bridge.run_sync(class_setup, self, test, result))
         if getattr(cls, "_classSetupFailed", False) and bridge.held_class is cls:
@@ -371,7 +243,7 @@ def _wrap_suite() -> None:
         ):
             class_teardown(self, test, result)
             return
-        bridge = _get_bridge()
+        bridge = get_bridge()
         try:
             _counted(
                 _class_id(previous).replace("setUpClass", "tearDownClass"),
@@ -391,14 +263,14 @@ def _wrap_suite() -> None:
         ):
             module_setup(self, test, result)
             return
-        _get_bridge().run_sync(module_setup, self, test, result)
+        get_bridge().run_sync(module_setup, self, test, result)
 
     def _handleModuleTearDown(self: Any, result: Any) -> None:
         module = self._get_previous_module(result)
         if _in_bridge() or module is None or not _has(module, "tearDownModule"):
             module_teardown(self, result)
             return
-        _get_bridge().run_sync(module_teardown, self, result)
+        get_bridge().run_sync(module_teardown, self, result)
 
     def run_suite(self: Any, result: Any, *args: Any, **kwargs: Any) -> Any:
         top_level = not getattr(result, "_testRunEntered", False) and not _in_bridge()
