@@ -10,4 +10,6 @@ variables; the modules are importable because run.py puts ``integration/`` on
 - ``runner``: a DiscoverRunner that writes a JSON report of every outcome.
 - ``loopcheck``: DJANGO_AIO_ASSERT_LOOP_THREAD, the "SQL runs on the event
   loop's thread" assertion.
+- ``throughbridge`` (with ``bridgeloop``): DJANGO_AIO_IT_THROUGH_BRIDGE,
+  every test inside ``run_sync()`` on an event loop, statements counted.
 """

@@ -13,6 +13,8 @@ and runtests.py's own arguments. It runs runtests.py unchanged, as
   it, parallel workers) sees our apps too.
 - ``DJANGO_AIO_ASSERT_LOOP_THREAD`` installs the loop-thread check
   (loopcheck.py) before any test runs; forked workers inherit it.
+- ``DJANGO_AIO_IT_THROUGH_BRIDGE`` runs every test inside ``run_sync()``
+  (throughbridge.py).
 - With the aio engine, the ``django_aio`` namespace package gets a
   ``__file__`` (see ``_give_namespace_package_a_file``).
 """
@@ -88,6 +90,11 @@ def main() -> None:
 
     if loopcheck.install_from_environment():
         print(f"{loopcheck.ENV}={os.environ[loopcheck.ENV]}: SQL off the loop thread fails")
+
+    from aio_harness import throughbridge
+
+    if throughbridge.install_from_environment():
+        print(f"{throughbridge.ENV}=1: every test runs inside run_sync() on an event loop")
 
     sys.argv = [runtests, *sys.argv[1:]]
     runpy.run_path(runtests, run_name="__main__")

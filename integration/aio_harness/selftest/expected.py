@@ -10,9 +10,22 @@ EXPECTED = {
         "aio_harness.selftest.tests.Outcomes.test_7_unexpected_success": "unexpected_success",
         "aio_harness.selftest.tests.Outcomes.test_8_flaky": "failure",
     },
-    "passed": 5,
+    "passed": 7,
     "skipped": 1,
 }
+
+# With --through-bridge: the thread's statements of ThreadQuery did not go
+# through the bridge (ListedThreadQuery is on selftest/through-bridge-list.txt).
+EXPECTED_THROUGH_BRIDGE = {
+    "failing": {
+        **EXPECTED["failing"],
+        "aio_harness.selftest.tests.ThreadQuery.test_thread": "not_bridged",
+    },
+    "passed": 6,
+    "skipped": 1,
+}
+# A test whose statements must all have gone through the bridge.
+BRIDGED = "aio_harness.selftest.tests.Database.test_query"
 
 # What rerunning the failures finds passing the second time.
 FLAKY = ["aio_harness.selftest.tests.Outcomes.test_8_flaky"]

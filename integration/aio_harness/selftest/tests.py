@@ -6,9 +6,11 @@ with ``expected.EXPECTED``.
 """
 
 import os
+import threading
 import unittest
 
 from django.contrib.auth.models import User
+from django.db import connections
 from django.test import SimpleTestCase, TestCase
 
 
@@ -81,3 +83,35 @@ class Database(TestCase):
     def test_query(self):
         User.objects.create(username="selftest")
         assert User.objects.count() == 1
+
+
+def count_users_in_a_thread():
+    counted = []
+
+    def work():
+        try:
+            counted.append(User.objects.count())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    return counted
+
+
+class ThreadQuery(SimpleTestCase):
+    # A thread has no event loop: its statements run on Django's own sync
+    # connection, so with --through-bridge this test fails as not bridged.
+    databases = {"default"}
+
+    def test_thread(self):
+        assert count_users_in_a_thread() == [0]
+
+
+class ListedThreadQuery(SimpleTestCase):
+    # The same, listed in selftest/through-bridge-list.txt: it runs plain.
+    databases = {"default"}
+
+    def test_thread(self):
+        assert count_users_in_a_thread() == [0]

@@ -16,9 +16,11 @@ outside the bridge still raise, as Django intends.
 
 from __future__ import annotations
 
+import copy
 import functools
 import types
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import NotSupportedError
@@ -46,6 +48,7 @@ class BridgedWrapperMixin:
     """Overrides that make a PostgreSQL ``DatabaseWrapper`` run over the facade."""
 
     django_aio_lease: Lease
+    django_aio_plain_class: type[Any]  # the ENGINE's own DatabaseWrapper
     connection: SyncConnection | None
     settings_dict: dict[str, Any]
     alias: str
@@ -114,6 +117,21 @@ class BridgedWrapperMixin:
             register_tzloader(self.timezone, acursor)
         return self.connection.wrap_cursor(acursor)
 
+    def copy(self, alias: str | None = None) -> Any:
+        """A new, separate sync connection of the ENGINE (Django's ``copy()``, for tests).
+
+        Django builds ``type(self)``, but a bridged wrapper is paired for life
+        with its pooled connection and a copy of its class would have none.
+        The copy is the ENGINE's own class without the ``@async_unsafe``
+        guard, like a test-borrowed connection (Note [Test-case binding]):
+        Django's tests make one in ``setUp`` and close it in ``tearDown``,
+        which run in the bridge here. Its I/O is sync and blocks the loop, as
+        a test's second session may.
+        """
+        settings_dict = copy.deepcopy(self.settings_dict)
+        plain = unguarded_class(cast(Hashable, self.django_aio_plain_class))
+        return plain(settings_dict, alias or self.alias)
+
     def close_if_health_check_failed(self) -> None:
         # The pool checks health (CONN_HEALTH_CHECKS) when it hands out a connection.
         return None
@@ -167,6 +185,7 @@ def _unguarded_methods(wrapper_class: type[Any], skip: set[str]) -> dict[str, An
 def unguarded_class(wrapper_class: type[Any]) -> type[Any]:
     """``wrapper_class`` with Django's own methods, minus the ``@async_unsafe`` guard."""
     namespace = _unguarded_methods(wrapper_class, set())
+    namespace["__qualname__"] = wrapper_class.__qualname__  # Django's repr() shows it
     return type(f"Unguarded{wrapper_class.__name__}", (wrapper_class,), namespace)
 
 
@@ -174,4 +193,8 @@ def unguarded_class(wrapper_class: type[Any]) -> type[Any]:
 def bridged_class(wrapper_class: type[Any]) -> type[Any]:
     """The bridged subclass of ``wrapper_class``; see Note [async_unsafe]."""
     namespace = _unguarded_methods(wrapper_class, set(vars(BridgedWrapperMixin)))
+    # Django's repr() shows the qualified name: the bridged wrapper reads as
+    # the ENGINE's own, as it does outside the bridge.
+    namespace["__qualname__"] = wrapper_class.__qualname__
+    namespace["django_aio_plain_class"] = wrapper_class
     return type(f"Bridged{wrapper_class.__name__}", (BridgedWrapperMixin, wrapper_class), namespace)

@@ -16,8 +16,6 @@ other package imports a private module of django_aio.conn.
   bridge on one of them (testing).
 - ``bridged_class``: the bridged subclass of a backend's ``DatabaseWrapper``
   (testing builds them up front).
-- ``settings_from_url``: ``DATABASES`` keys (``HOST``, ``PORT``, ``USER``,
-  ``PASSWORD``, ``NAME``) from a ``postgresql://`` URL (testing).
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ from ._scope import _Lending as Lending
 from ._scope import _lending_var as lending_var
 from ._units import Unit
 from ._wrapper import bridged_class
-from .testdb import _from_url as settings_from_url
 
 __all__ = [
     "AliasPool",
@@ -52,7 +49,6 @@ __all__ = [
     "lending",
     "lending_var",
     "pool_for",
-    "settings_from_url",
     "task_scope",
 ]
 

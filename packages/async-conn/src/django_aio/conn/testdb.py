@@ -17,20 +17,35 @@ import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["ENGINE", "database_settings", "embedded_server_url", "server_from_environment"]
+__all__ = [
+    "ENGINE",
+    "database_settings",
+    "embedded_server_url",
+    "server_from_environment",
+    "settings_from_url",
+]
 
 ENGINE = "django_aio.conn.backends.postgresql"
 
 
-def _from_url(url: str) -> dict[str, Any]:
+def settings_from_url(url: str) -> dict[str, Any]:
+    """The connection keys of a ``DATABASES`` entry for a ``postgresql://`` URL.
+
+    Returns ``NAME`` (``postgres`` when the URL names no database), ``USER``,
+    ``PASSWORD``, ``HOST``, ``PORT`` (strings, empty when absent, so libpq
+    falls back to its ``PG*`` variables) and an empty ``OPTIONS``; no
+    ``ENGINE``. Percent-escapes are decoded, and ``host``, ``user`` and
+    ``port`` may also come from the query string (``?host=/run/postgresql``
+    for a Unix socket). Raises ``ValueError`` for another scheme.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):
         raise ValueError(
             f"DATABASE_URL must start with postgresql:// (got scheme {parts.scheme!r})"
         )
-    query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+    query = dict(parse_qsl(parts.query))
     host = unquote(parts.hostname or "") or query.pop("host", "")
     return {
         "NAME": unquote(parts.path.lstrip("/")) or "postgres",
@@ -46,7 +61,7 @@ def server_from_environment() -> dict[str, Any] | None:
     """Connection settings from ``DATABASE_URL`` or ``PG*``, or ``None`` if neither is set."""
     url = os.environ.get("DATABASE_URL")
     if url:
-        return _from_url(url)
+        return settings_from_url(url)
     if os.environ.get("PGHOST") or os.environ.get("PGPORT"):
         # Leave each value empty so libpq reads the variable itself.
         return {
@@ -91,7 +106,7 @@ def database_settings(name: str | None = None, **extra: Any) -> dict[str, Any]:
     """
     found = server_from_environment()
     if found is None:
-        found = _from_url(embedded_server_url())
+        found = settings_from_url(embedded_server_url())
     entry = {"ENGINE": ENGINE, **found}
     if name is not None:
         entry["NAME"] = name

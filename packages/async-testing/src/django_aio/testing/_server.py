@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 from django.db import connections
 
-from django_aio.conn import bridgeable, layers, testdb
+from django_aio.conn import bridgeable, testdb
 
 __all__ = ["use_embedded_server_if_needed"]
 
@@ -54,7 +54,7 @@ def use_embedded_server_if_needed(mode: str) -> list[str]:
         or _answers(connections.settings[candidates[0]])
     ):
         return []
-    server = layers.settings_from_url(testdb.embedded_server_url())
+    server = testdb.settings_from_url(testdb.embedded_server_url())
     for alias in candidates:
         settings_dict = connections.settings[alias]
         for key in ("HOST", "PORT", "USER", "PASSWORD"):

@@ -1,0 +1,47 @@
+"""A bridged Django wrapper looks and copies like the ENGINE's own one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection, connections
+
+from django_aio.conn import run_sync
+from django_aio.conn.backends.postgresql.base import DatabaseWrapper
+
+
+async def test_repr_reads_as_the_engines_wrapper() -> None:
+    # Django's tests (and logs) show repr(connection); inside run_sync it is
+    # the bridged wrapper, which must read the same.
+    inside = await run_sync(lambda: repr(connections["default"]))
+    assert inside == "<DatabaseWrapper vendor='postgresql' alias='default'>"
+
+
+async def test_copy_inside_the_bridge_is_a_separate_sync_connection() -> None:
+    def copy_and_use() -> Any:
+        copied = connection.copy()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                bridged_pid = cursor.fetchone()[0]
+            with copied.cursor() as cursor:  # sync, on the loop's thread
+                cursor.execute("SELECT pg_backend_pid()")
+                copied_pid = cursor.fetchone()[0]
+            return copied, bridged_pid, copied_pid
+        finally:
+            copied.close()
+
+    copied, bridged_pid, copied_pid = await run_sync(copy_and_use)
+    assert isinstance(copied, DatabaseWrapper)
+    assert getattr(copied, "django_aio_lease", None) is None  # not a bridged wrapper
+    assert repr(copied) == "<DatabaseWrapper vendor='postgresql' alias='default'>"
+    assert copied_pid != bridged_pid
+    assert copied.connection is None
+
+
+def test_copy_outside_the_bridge_is_djangos() -> None:
+    copied = connection.copy()
+    try:
+        assert type(copied) is DatabaseWrapper
+    finally:
+        copied.close()
