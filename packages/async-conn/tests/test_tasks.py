@@ -324,3 +324,24 @@ async def test_a_dropped_pending_task_releases_its_connection(
         await async_connections.close_pools()
     # asyncio itself reports the destroyed pending task; nothing else may.
     assert [c["message"] for c in loop_errors] == ["Task was destroyed but it is pending!"]
+
+
+async def test_a_finished_task_leaves_no_garbage_cycle() -> None:
+    # Under ASGI each request is a task: what it used must be freed by
+    # reference counting when it ends, not left to the cyclic collector.
+    refs: list[weakref.ref[Any]] = []
+
+    async def request() -> None:
+        await run_sync(_count)
+        refs.append(weakref.ref(async_connections["default"]))
+
+    gc.collect()
+    gc.disable()
+    try:
+        await asyncio.gather(*(request() for _ in range(10)))
+        for _ in range(3):  # the tasks' done callbacks
+            await asyncio.sleep(0)
+        assert len(refs) == 10
+        assert [ref for ref in refs if ref() is not None] == []
+    finally:
+        gc.enable()

@@ -102,6 +102,13 @@ class Scope:
             self._finalizer.detach()
         for conn in list(self.connections.values()):
             conn._task_done(task)
+        # A scope and its connections refer to each other. When nothing is
+        # held any more (the usual end of a request), forget them here so that
+        # reference counting frees both as soon as the task goes, instead of
+        # leaving a cycle per task to the garbage collector. Held connections
+        # are still being given back (Note [Task end]): their cycle stays.
+        if all(conn.lease is None for conn in self.connections.values()):
+            self.connections.clear()
 
     def connection(self, alias: str) -> AsyncConnection:
         conn = self.connections.get(alias)
