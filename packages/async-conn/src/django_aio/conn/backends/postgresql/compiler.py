@@ -121,29 +121,26 @@ def _query_state(query: Any) -> tuple[Any, ...]:
     )
 
 
-class _Entry:
-    """What one compilation leaves behind for the result iterators; ``sql`` None: not cacheable."""
+# What a compilation leaves on the compiler for the result iterators to read.
+_COMPILER_STATE = (
+    "select",
+    "klass_info",
+    "annotation_col_map",
+    "col_count",
+    "has_extra_select",
+    "_meta_ordering",
+)
 
-    __slots__ = (
-        "annotation_col_map",
-        "col_count",
-        "has_extra_select",
-        "klass_info",
-        "meta_ordering",
-        "replay",
-        "select",
-        "sql",
-    )
+
+class _Entry:
+    """One compiled shape; ``sql`` None: not cacheable, let Django compile it."""
+
+    __slots__ = ("compiler_state", "replay", "sql")
 
     def __init__(self, compiler: Any, sql: str | None, replay: list[tuple[str, Any]]) -> None:
         self.sql = sql
         self.replay = replay
-        self.select = compiler.select
-        self.klass_info = compiler.klass_info
-        self.annotation_col_map = compiler.annotation_col_map
-        self.col_count = compiler.col_count
-        self.has_extra_select = compiler.has_extra_select
-        self.meta_ordering = compiler._meta_ordering
+        self.compiler_state = tuple([getattr(compiler, name) for name in _COMPILER_STATE])
 
 
 class QueryCacheInfo(NamedTuple):
@@ -265,12 +262,8 @@ class SQLCompiler(PostgreSQLCompiler):
                 _counts["uncacheable"] += 1
                 return super().as_sql(with_limits, with_col_aliases)
             _counts["hits"] += 1
-            self.select = entry.select
-            self.klass_info = entry.klass_info
-            self.annotation_col_map = entry.annotation_col_map
-            self.col_count = entry.col_count
-            self.has_extra_select = entry.has_extra_select
-            self._meta_ordering = entry.meta_ordering
+            for name, value in zip(_COMPILER_STATE, entry.compiler_state, strict=True):
+                setattr(self, name, value)
             self.where, self.having, self.qualify = query.where, None, None
             # Leave the query as a compilation would (Note [Compiled query cache]).
             for name, value in entry.replay:
