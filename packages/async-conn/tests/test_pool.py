@@ -103,6 +103,8 @@ async def test_200_tasks_over_a_pool_of_10_get_their_own_results(
     assert units == [n + 1000 for n in range(200)]
 
 
+# Counts server sessions by backend pid: behind a pooler they are the pooler's.
+@pytest.mark.direct_server
 async def test_a_pool_of_10_never_holds_more_than_10_sessions(
     database_options: dict[str, Any],
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from django.db import connection, connections
 
 from django_aio.conn import run_sync
@@ -17,6 +18,9 @@ async def test_repr_reads_as_the_engines_wrapper() -> None:
     assert inside == "<DatabaseWrapper vendor='postgresql' alias='default'>"
 
 
+# Tells the two connections apart by backend pid: behind a transaction pooler
+# two client connections may share one server session.
+@pytest.mark.direct_server
 async def test_copy_inside_the_bridge_is_a_separate_sync_connection() -> None:
     def copy_and_use() -> Any:
         copied = connection.copy()
