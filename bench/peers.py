@@ -61,7 +61,9 @@ from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 from peer_impls import IMPLEMENTATIONS, WORKLOADS  # noqa: E402
 
-DATABASE = "django_aio_peers"
+# Two runs at once on one server must not share a database (each refills
+# the tables): DJANGO_AIO_BENCH_DATABASE names another.
+DATABASE = os.environ.get("DJANGO_AIO_BENCH_DATABASE") or "django_aio_peers"
 BASELINE = "django"
 HTTP_FLAVOURS = {"django": "Django async ORM", "aio": "django-aio drop-in"}
 HTTP_CONCURRENCY = 32

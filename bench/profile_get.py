@@ -1,10 +1,13 @@
-"""Per-operation profile of ``await Item.objects.aget(pk=...)``: where each implementation spends.
+"""Per-operation profile of one workload (``aget()`` by pk by default): where each one spends.
 
-Usage:  uv run python bench/profile_get.py [--n 2000] [--python PY312] [--no-strace]
+Usage:  uv run python bench/profile_get.py [--op get|create|atomic3] [--n 2000] [--python PY312]
+        [--no-strace]
 
 For django-aio drop-in, django-async-backend, Django's own async ORM and raw
 psycopg (the floor), each in a fresh process of bench/.venv-peers, after a
-warm-up, per ``aget`` by primary key:
+warm-up, per operation (``get``: ``aget`` by primary key; ``create``: one
+``acreate``; ``atomic3``: three creates in one transaction, as bench/peers.py
+runs them):
 
 - wall and CPU microseconds (``time.process_time``: every thread of the process);
 - greenlet switches (``greenlet.settrace``, counting ``switch`` and ``throw`` events);
@@ -28,11 +31,18 @@ sys.path.insert(0, str(HERE))
 import peer_env  # noqa: E402  (standard library only: runs before the environment exists)
 
 IMPLS = ["aio", "dab", "django", "raw"]
+OPS = ["get", "create", "atomic3"]
+TITLES = {
+    "get": "`aget()` by primary key",
+    "create": "`acreate()` of one row",
+    "atomic3": "three creates in one `async_atomic()` (Django: `sync_to_async` of `atomic()`)",
+}
 
 
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="measured operations")
+    parser.add_argument("--op", choices=OPS, default="get", help="the workload to profile")
     parser.add_argument("--python", help="the Python to build bench/.venv-peers on")
     parser.add_argument("--no-strace", action="store_true", help="skip the system-call count")
     parser.add_argument("--out", type=Path, default=HERE / "PROFILE.md")
@@ -61,9 +71,17 @@ from peer_impls import IMPLEMENTATIONS, ITEMS, Impl  # noqa: E402
 WARM_UP = 300
 
 
+OP = "get"  # set by child() before the event loop starts
+
+
 async def _gets(impl: Impl, n: int) -> None:
-    for i in range(n):
-        await impl.get(i % ITEMS + 1)
+    if OP == "get":
+        for i in range(n):
+            await impl.get(i % ITEMS + 1)
+    else:
+        run = getattr(impl, OP)
+        for _ in range(n):
+            await run()
 
 
 async def profile(impl: Impl, n: int, plain: bool) -> dict[str, float]:
@@ -117,7 +135,9 @@ async def _count(impl: Impl, n: int) -> tuple[int, int]:
     return switches, iterations
 
 
-def child(key: str, n: int, plain: bool) -> None:
+def child(key: str, op: str, n: int, plain: bool) -> None:
+    global OP
+    OP = op
     impl_class = IMPLEMENTATIONS[key]
     if impl_class.flavour:
         from peerapp.settings import configure
@@ -129,25 +149,27 @@ def child(key: str, n: int, plain: bool) -> None:
 # -- the parent: one process per implementation --------------------------------
 
 
-def _child_command(key: str, n: int, plain: bool) -> list[str]:
+def _child_command(key: str, op: str, n: int, plain: bool) -> list[str]:
     return [
         sys.executable,
         __file__,
         "--child",
         key,
+        "--op",
+        op,
         "--n",
         str(n),
         *(["--plain"] if plain else []),
     ]
 
 
-def syscalls(key: str, n: int, env: dict[str, str]) -> float:
+def syscalls(key: str, op: str, n: int, env: dict[str, str]) -> float:
     """System calls per operation: (calls with n ops - calls with none) / n, every thread."""
 
     def total(ops: int) -> int:
         with tempfile.NamedTemporaryFile(suffix=".strace") as out:
             subprocess.run(
-                ["strace", "-f", "-c", "-o", out.name, *_child_command(key, ops, True)],
+                ["strace", "-f", "-c", "-o", out.name, *_child_command(key, op, ops, True)],
                 env=env,
                 check=True,
                 capture_output=True,
@@ -178,15 +200,19 @@ def main(args: argparse.Namespace) -> None:
     rows = []
     for key in keys:
         done = subprocess.run(
-            _child_command(key, args.n, False), env=env, check=True, capture_output=True, text=True
+            _child_command(key, args.op, args.n, False),
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         measured = json.loads(done.stdout.strip().splitlines()[-1])
         if strace:
-            measured["syscalls"] = syscalls(key, max(200, args.n // 4), env)
+            measured["syscalls"] = syscalls(key, args.op, max(200, args.n // 4), env)
         rows.append((IMPLEMENTATIONS[key].title, measured))
         print(f"  {key}: done", file=sys.stderr, flush=True)
     lines = [
-        f"`aget()` by primary key, per operation, after a warm-up ({args.n} operations;"
+        f"{TITLES[args.op]}, per operation, after a warm-up ({args.n} operations;"
         f" Python {sys.version.split()[0]}).",
         "",
         "| implementation | wall us | CPU us | greenlet switches | loop iterations | syscalls |",
@@ -207,6 +233,6 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     if _args.child:
-        child(_args.child, _args.n, _args.plain)
+        child(_args.child, _args.op, _args.n, _args.plain)
     else:
         main(_args)

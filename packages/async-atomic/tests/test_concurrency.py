@@ -244,6 +244,63 @@ async def test_repeated_cancellation_cannot_interrupt_the_exit() -> None:
     await async_connections.close_pools()
 
 
+async def test_cancellation_during_commit_commits_then_raises() -> None:
+    async def sql(statement: str) -> list[Any]:
+        async with async_connections["default"].cursor() as cursor:
+            await cursor.execute(statement)
+            return await cursor.fetchall() if cursor.description else []
+
+    # A deferred trigger makes the COMMIT itself take a while on the server.
+    await sql("DROP TABLE IF EXISTS slow_commit")
+    await sql("CREATE TABLE slow_commit (v int)")
+    await sql(
+        "CREATE OR REPLACE FUNCTION slow_commit_sleep() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$"
+    )
+    await sql(
+        "CREATE CONSTRAINT TRIGGER slow_commit_sleeps AFTER INSERT ON slow_commit "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit_sleep()"
+    )
+    try:
+        pids: list[int] = []
+        body_done = asyncio.Event()
+
+        async def work() -> None:
+            async with async_atomic():
+                await sql("INSERT INTO slow_commit VALUES (1)")
+                pids.extend(row[0] for row in await sql("SELECT pg_backend_pid()"))
+                body_done.set()
+
+        task = asyncio.create_task(work())
+        await body_done.wait()
+        (pid,) = pids
+        async with async_connections.independent_connection():
+            for _ in range(200):  # until the server runs the COMMIT
+                rows = await sql(
+                    f"SELECT query FROM pg_stat_activity WHERE pid = {pid} AND state = 'active'"
+                )
+                if rows == [("COMMIT",)]:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the COMMIT was never seen running")
+        task.cancel()
+        await asyncio.sleep(0.05)
+        task.cancel()
+        # The COMMIT is neither interrupted nor cancelled on the server: the
+        # block commits, then its task sees the cancellation.
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await sql("SELECT v FROM slow_commit") == [(1,)]
+        assert task.cancelling() == 2
+        # The connection went back to the pool clean, outside any transaction.
+        assert (await connection_state())[1:] == (None, "IDLE")
+    finally:
+        await sql("DROP TABLE slow_commit")
+        await sql("DROP FUNCTION slow_commit_sleep()")
+        await async_connections.close_pools()
+
+
 @pytest.mark.usefixtures("single_connection_pool")
 async def test_repeated_cancellation_during_rollback() -> None:
     pid, _, _ = await connection_state()

@@ -18,7 +18,7 @@ from django.db.transaction import TransactionManagementError
 
 from ._callbacks import as_sync_callback
 from ._cursor import AsyncCursor
-from ._greenlet import drive, start, uncancellable
+from ._greenlet import Shield, drive, start, uncancellable
 from ._introspection import Introspection
 from ._loops import pool_for
 from ._manual import ManualTransactions
@@ -169,6 +169,10 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
         try:
             if not shield:
                 return await _drive_and_finish(unit, fn, *args)
+            if asyncio.current_task() is self.scope.task:
+                return await _drive_shielded(unit, fn, *args)
+            # Left from another task (an abandoned async generator finalized
+            # by the loop): that task must act for this connection's.
             done, rest = start(_drive_and_finish(unit, fn, *args))
             if done:
                 return cast(T, rest)
@@ -344,3 +348,18 @@ async def _drive_and_finish(unit: Unit, fn: Callable[..., T], *args: Any) -> T:
     finally:
         if unit.own:  # connections of other aliases the unit took on the way
             await unit.finish()
+
+
+async def _drive_shielded(unit: Unit, fn: Callable[..., T], *args: Any) -> T:
+    # In the calling task, immune to its cancellation, which is raised once
+    # the work is over unless the work raised (Note [Inline shield] in
+    # _greenlet.py).
+    shield = unit.shield = Shield()
+    try:
+        result = await drive(unit, fn, *args)
+    finally:
+        if unit.own:
+            await shield.protect(unit.finish())
+    if shield.cancelled:
+        raise asyncio.CancelledError
+    return result

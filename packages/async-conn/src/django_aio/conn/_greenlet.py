@@ -33,6 +33,22 @@ returning a connection to an uncontended pool, closing a closed cursor.
 rest to the loop if there is a rest; that saves a switch to the task and a
 loop iteration, and lets shielded code (which needs a task of its own to be
 shielded) make that task only when it really waits.
+
+Note [Inline shield]
+~~~~~~~~~~~~~~~~~~~~
+The exit of a transaction must finish even if its task is cancelled
+meanwhile (Note [Uncancellable exit] in django_aio.atomic). ``asyncio.shield``
+needs a task of its own for the shielded work: a Task object, two more loop
+iterations and a wake-up chain through two futures, on every COMMIT. When the
+exit runs in its owner task, ``Shield`` does the same in that task instead:
+``drive()`` awaits each awaitable the sync code hands over through
+``Shield.protect()``, which yields a stand-in future in place of each future
+the awaitable waits on. ``Task.cancel()`` cancels the future its task waits
+on, so it cancels the stand-in, never psycopg's own future (which would make
+psycopg cancel the COMMIT on the server); the cancellation is recorded and
+the same future is waited on again. The unit's owner raises
+``CancelledError`` once the work is over. The price is one loop iteration
+per wait (the stand-in is settled by a callback of the real future).
 """
 
 from __future__ import annotations
@@ -42,6 +58,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from functools import partial
 from typing import Any, ParamSpec, TypeVar, cast
 
 from django.core.exceptions import ImproperlyConfigured
@@ -52,6 +69,7 @@ from ._settings import SLOW_BRIDGE_MINIMUM, slow_bridge_threshold
 
 __all__ = [
     "BridgeGreenlet",
+    "Shield",
     "await_",
     "await_coroutine",
     "drive",
@@ -202,6 +220,67 @@ async def uncancellable(awaitable: Awaitable[T]) -> T:
         return result
 
 
+class Shield:
+    """Keeps cancellations of the running task away from the awaits of one unit.
+
+    Set as ``unit.shield`` before ``drive(unit, ...)``; see Note [Inline shield].
+    """
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        #: Whether the task was cancelled while a protected await waited.
+        self.cancelled = False
+
+    def protect(self, awaitable: Awaitable[T]) -> Awaitable[T]:
+        """``awaitable``, awaited in the current task, immune to its cancellation."""
+        return _Protected(self, awaitable)
+
+
+def _settle(stand_in: asyncio.Future[None], _: object) -> None:
+    if not stand_in.done():
+        stand_in.set_result(None)
+
+
+class _Protected:
+    __slots__ = ("awaitable", "shield")
+
+    def __init__(self, shield: Shield, awaitable: Awaitable[Any]) -> None:
+        self.shield = shield
+        self.awaitable = awaitable
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        # Drives the awaitable as its task would, except for what the task
+        # waits on (Note [Inline shield]).
+        inner = self.awaitable.__await__()
+        sent: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                yielded = inner.send(sent) if error is None else inner.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            sent = error = None
+            if getattr(yielded, "_asyncio_future_blocking", None):
+                future: asyncio.Future[Any] = yielded
+                future._asyncio_future_blocking = False  # as Task does
+                while not future.done():
+                    stand_in = future.get_loop().create_future()
+                    future.add_done_callback(partial(_settle, stand_in))
+                    try:
+                        yield from stand_in
+                    except asyncio.CancelledError:
+                        self.shield.cancelled = True
+                # The future is done: resuming the awaitable reads its result.
+            else:  # a bare yield (asyncio.sleep(0)): hand it to the task as is
+                try:
+                    sent = yield yielded
+                except asyncio.CancelledError:
+                    self.shield.cancelled = True
+                except BaseException as exc:
+                    error = exc
+
+
 def await_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     """``await_`` for a coroutine, with the fast path of ``start()``."""
     if not isinstance(getcurrent(), BridgeGreenlet):
@@ -220,12 +299,13 @@ async def drive(unit: object, fn: Callable[P, T], *args: P.args, **kwargs: P.kwa
     child.parent = current
     child.gr_context = current.gr_context  # Note [Shared context]
     child.django_aio_unit = unit
+    shield: Shield | None = getattr(unit, "shield", None)
     started = time.perf_counter()
     value = child.switch((fn, args, kwargs))
     _check_slow(started, fn)
     while type(value) is not _Done:
         try:
-            result = await value
+            result = await (value if shield is None else shield.protect(value))
         except BaseException as exc:  # cancellation included: the sync code cleans up
             started = time.perf_counter()
             value = child.throw(exc)

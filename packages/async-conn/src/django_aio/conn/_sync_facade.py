@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.client_cursor import ClientCursorMixin
 
+from ._first_statement import SentQuery, carries_begin, execute_with_begin
 from ._greenlet import await_, await_coroutine
 from ._pooler import explain_pooler_error
 
@@ -47,6 +48,8 @@ class SyncCursor:
     def __init__(self, acursor: psycopg.AsyncCursor[Any], connection: SyncConnection) -> None:
         self.acursor = acursor
         self.connection = connection
+        # The statement as Django sent it, when it went with a BEGIN.
+        self._sent: SentQuery | None = None
 
     def __getattr__(self, name: str) -> Any:
         return _delegate(self.acursor, name)
@@ -72,9 +75,20 @@ class SyncCursor:
         if explained is not None:
             raise explained from exc
 
+    @property
+    def _query(self) -> Any:
+        # Django's last_executed_query() reads the SQL it logs from here.
+        return self._sent if self._sent is not None else self.acursor._query
+
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> SyncCursor:
+        acursor = self.acursor
+        self._sent = None
         try:
-            await_(self.acursor.execute(query, params, **kwargs))
+            if not kwargs and carries_begin(acursor, query):
+                # carries_begin() checked: a client cursor, a str query.
+                self._sent = execute_with_begin(cast(Any, acursor), query, params)
+            else:
+                await_(acursor.execute(query, params, **kwargs))
         except psycopg.ProgrammingError as exc:
             self._explain(exc)
             raise

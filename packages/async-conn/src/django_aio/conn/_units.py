@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from django.db import connections
 
-from ._greenlet import await_coroutine, drive, start
+from ._greenlet import Shield, await_coroutine, drive, start
 from ._routing import install
 from ._scope import Scope, current_scope
 
@@ -29,13 +29,16 @@ T = TypeVar("T")
 class Unit:
     """The leases one bridge greenlet uses, by alias."""
 
-    __slots__ = ("leases", "own", "scope")
+    __slots__ = ("leases", "own", "scope", "shield")
 
     def __init__(self, scope: Scope | None) -> None:
         self.scope = scope
         self.leases: dict[str, Lease] = {}
         # Connections this unit took a hold on, released by finish().
         self.own: list[AsyncConnection] = []
+        # Set for work that must finish even if its task is cancelled
+        # (Note [Inline shield] in _greenlet.py).
+        self.shield: Shield | None = None
 
     @classmethod
     def fixed(cls, lease: Lease) -> Unit:
