@@ -4,9 +4,11 @@ Note [Realistic on_commit]
 ~~~~~~~~~~~~~~~~~~~~~~~~~~
 In a rollback test every query runs inside the test's own atomic block, so
 Django sees each ``atomic()`` of the code under test as a nested savepoint and
-never runs ``on_commit`` callbacks. For the test's connection we mark the
-test's block (the *base*) and treat the first block above it as what it is in
-production, the outermost transaction:
+never runs ``on_commit`` callbacks. The test's block (the *base*) carries
+Django's own mark for test-case blocks (``Atomic._from_testcase``, so durable
+blocks open on it and django_aio.atomic sees no transaction there), and we
+treat the first block above it as what it is in production, the outermost
+transaction:
 
 - ``on_commit()`` with only the base open runs the callback at once, as
   Django does in autocommit mode;
