@@ -5,7 +5,8 @@
   ``testdb._from_url``): what an upper layer needs beyond the public API goes
   through a documented ``layers`` module.
 - Each package imports only django-aio packages it declares in its
-  ``[project].dependencies``, and only lower layers (conn <- atomic <- orm <- testing).
+  ``[project].dependencies``, and only lower layers (conn <- atomic <- orm <- testing);
+  and it imports every one it declares (metadata says what it really needs).
 - No source module is longer than 400 lines.
 - No package's modules import each other in a cycle (``from . import _x``
   counts as reading the package), and django_aio.conn's modules never import
@@ -134,6 +135,17 @@ def test_each_package_imports_only_declared_lower_layers() -> None:
             if package not in LAYERS or LAYERS.index(package) > LAYERS.index(owner):
                 found.append(f"{path.relative_to(PACKAGES)} imports upper layer {package}")
     assert found == []
+
+
+def test_each_package_imports_every_django_aio_package_it_declares() -> None:
+    imported: dict[str, set[str]] = {name: set() for name in LAYERS}
+    for owner, path in _sources():
+        imported[owner] |= imported_packages(path.read_text()) - {owner}
+    unused = {name: sorted(_declared(name) - imported[name]) for name in LAYERS}
+    assert {name: deps for name, deps in unused.items() if deps} == {}, (
+        "declare only the django-aio packages the source imports (tests' needs go "
+        "in the dev dependency group)"
+    )
 
 
 def test_no_source_module_is_over_400_lines() -> None:

@@ -11,6 +11,7 @@ from testing_testapp.models import Author
 
 from django_aio.atomic import async_atomic
 from django_aio.conn import async_connections, run_sync
+from django_aio.conn.layers import installed_providers
 from django_aio.testing import AsyncioTestCase, AsyncioTransactionTestCase
 
 from .conftest import failure_messages, run_case
@@ -175,6 +176,30 @@ class AfterTheLeaksEverythingIsClean(AsyncioTransactionTestCase):
         assert await count_authors() == 0
         async with async_atomic():
             assert await count_authors() == 0
+
+
+def test_tracking_is_installed_for_the_test_only_even_when_it_leaks() -> None:
+    seen: list[list[str]] = []
+
+    def installed() -> list[str]:
+        return [type(provider).__name__ for provider in installed_providers()]
+
+    class Leaks(AsyncioTestCase):
+        async def test_leak(self) -> None:
+            seen.append(installed())
+            self.atomic = async_atomic()
+            await self.atomic.__aenter__()
+
+    class Commits(AsyncioTransactionTestCase):
+        async def test_it(self) -> None:
+            seen.append(installed())
+
+    assert installed() == []
+    (message,) = failure_messages(run_case(Leaks))
+    assert "ConnectionLeaked" in message
+    assert failure_messages(run_case(Commits)) == []
+    assert seen == [["Tracking"], ["Tracking"]]
+    assert installed() == []
 
 
 class OtherAliasesAreRefused(AsyncioTestCase):

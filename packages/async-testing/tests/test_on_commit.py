@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from testing_testapp.models import Author
 
 from django_aio.atomic import async_atomic, on_commit
@@ -84,6 +84,39 @@ class OnCommitRunsAsInProduction(AsyncioTestCase):
         with self.assertRaisesMessage(LookupError, "callback failed"):
             async with async_atomic():
                 await on_commit(broken)
+
+    async def test_a_callback_failing_on_the_database_raises_and_the_test_goes_on(self) -> None:
+        await run_sync(Author.objects.create, name="taken")
+
+        def duplicate() -> None:
+            Author.objects.create(name="taken")
+
+        with self.assertRaisesMessage(IntegrityError, "duplicate key value violates unique"):
+            async with async_atomic():
+                await run_sync(Author.objects.create, name="committed")
+                await on_commit(duplicate)
+        # As after a real commit: the block's work stays, later queries work.
+        names = await run_sync(lambda: sorted(Author.objects.values_list("name", flat=True)))
+        assert names == ["committed", "taken"]
+
+    def test_a_block_without_savepoint_runs_its_callbacks_when_it_commits(self) -> None:
+        ran: list[str] = []
+        with transaction.atomic(savepoint=False):
+            Author.objects.create(name="x")
+            transaction.on_commit(lambda: ran.append("after"))
+            assert ran == []
+        assert ran == ["after"]
+
+    def test_callbacks_of_a_block_exited_by_an_error_do_not_run(self) -> None:
+        ran: list[str] = []
+        with (
+            self.assertRaisesMessage(ValueError, "boom"),
+            transaction.atomic(savepoint=False),
+        ):
+            transaction.on_commit(lambda: ran.append("dropped"))
+            raise ValueError("boom")
+        transaction.on_commit(lambda: ran.append("at once"))
+        assert ran == ["at once"]
 
 
 class CaptureOnCommitCallbacks(AsyncioTestCase):

@@ -23,13 +23,14 @@ from ._introspection import Introspection
 from ._loops import pool_for
 from ._manual import ManualTransactions
 from ._named_cursor import AsyncNamedCursor, named_cursor
+from ._providers import providers
 from ._scope import Scope, act_for, find_borrowable, pop_pin, push_pin
 from ._task_end import TaskEnd
-from ._testcase_binding import BoundLease, bound_lease
 from ._units import Unit, run_sync
 
 if TYPE_CHECKING:
     from ._lease import Lease
+    from ._providers import ConnectionProvider
 
 __all__ = ["AsyncConnection"]
 
@@ -53,6 +54,8 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
         self.lease: Lease | None = None
         self._holds = 0
         self._borrowed = False
+        # The provider that lent the held lease (Note [Connection providers]).
+        self._lender: ConnectionProvider | None = None
         # Identifies one stretch of holding (first hold() to last unhold());
         # see Note [Task end].
         self._tenure: object | None = None
@@ -87,20 +90,17 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
         after and passes it to ``unhold()``.
         """
         if self.lease is None:
-            bound = bound_lease(self.alias)  # Note [Test-case binding]
-            if bound is not None:
-                await bound.borrow()
-                self._borrowed = True
-                self.lease = bound  # type: ignore[assignment]
-                self._tenure = object()
-                self._holds += 1
-                return bound  # type: ignore[return-value]
-            lease = find_borrowable(self)
+            provider = providers.current  # Note [Connection providers]
+            lease = None if provider is None else await provider.lend(self)
             if lease is not None:
+                self._borrowed = True
+                self._lender = provider
+            elif (lease := find_borrowable(self)) is not None:
                 await lease.lock.acquire()
                 self._borrowed = True
             else:
-                lease = await pool_for(self.alias).acquire()
+                pool = pool_for(self.alias)
+                lease = await (pool.acquire() if provider is None else provider.acquire(self, pool))
                 self.scope.watch()
                 wrapper = lease.wrapper
                 wrapper.queries_log = self.queries_log
@@ -134,15 +134,19 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
         assert lease is not None
         if self._borrowed:
             self._borrowed = False
-            if isinstance(lease, BoundLease):
-                lease.give_back()
+            lender, self._lender = self._lender, None
+            if lender is not None:
+                lender.give_back(self, lease)
             else:
                 lease.lock.release()
             return
         # Shielded: a second cancellation must not strand the connection. The
         # return usually completes without waiting; only the rest, if any,
         # needs a task of its own (Note [Fast path] in _greenlet.py).
-        done, rest = start(lease.pool.release(lease))
+        provider = providers.current  # Note [Connection providers]
+        done, rest = start(
+            lease.pool.release(lease) if provider is None else provider.release(self, lease)
+        )
         if not done:
             await asyncio.shield(rest)
 

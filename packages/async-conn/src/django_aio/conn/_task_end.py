@@ -30,9 +30,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._greenlet import start
+from ._providers import providers
 
 if TYPE_CHECKING:
     from ._lease import Lease
@@ -83,7 +84,10 @@ class TaskEnd:
             loop.call_soon_threadsafe(self._spawn_release, lease, True, "was destroyed")
 
     def _reclaiming(self, lease: Lease) -> None:
-        """Called as a connection its task left held is taken back (a hook for test tooling)."""
+        """Tell the installed provider, if any, before ``lease`` is taken back."""
+        provider = providers.current  # Note [Connection providers] in _providers.py
+        if provider is not None:
+            provider.ended_holding(cast(Any, self), lease)
 
     def _reclaim_soon(self, hops: int = 0) -> None:
         if hops:
@@ -111,7 +115,11 @@ class TaskEnd:
             task.add_done_callback(_background.discard)
 
     async def _release_for_ended(self, lease: Lease, discard: bool, how: str) -> None:
-        returned = await lease.pool.release(lease, discard=discard)
+        provider = providers.current
+        if provider is None:
+            returned = await lease.pool.release(lease, discard=discard)
+        else:
+            returned = await provider.release(cast(Any, self), lease, discard=discard)
         if returned:
             logger.debug(
                 "task %r %s holding a connection to database %r; it was returned to the pool",

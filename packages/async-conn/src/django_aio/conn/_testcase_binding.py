@@ -11,11 +11,14 @@ connection itself, one unit at a time, exactly as tasks borrow a transaction
 owner's connection: the test thread is blocked in ``async_to_sync`` (or runs
 the loop itself, under pytest-asyncio) meanwhile, so nothing interleaves.
 
-The borrowed wrapper is a plain sync Django connection: its I/O blocks the
-loop, which only tests do, and only while a unit holds it do its methods skip
-Django's ``@async_unsafe`` guard (its class is swapped for an unguarded one).
-django_aio.testing's test cases do not use this: they run the whole test on
-an async connection instead.
+The lending is a connection provider (Note [Connection providers] in
+_providers.py), installed while a test case's transaction is open on some
+alias, so ``hold()`` has no branch of its own for it. The lent wrapper is a
+plain sync Django connection: its I/O blocks the loop, which only tests do,
+and only while a unit holds it do its methods skip Django's
+``@async_unsafe`` guard (its class is swapped for an unguarded one, Note
+[Class swaps] in _class_swap.py). django_aio.testing's test cases do not use
+this: they run the whole test on an async connection instead.
 """
 
 from __future__ import annotations
@@ -23,14 +26,20 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Hashable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connections
 
 from ._bridgeable import bridgeable
+from ._class_swap import swap_class
+from ._providers import ConnectionProvider, install_provider, uninstall_provider
 from ._wrapper import is_guarded, unguarded_class
 
-__all__ = ["BoundLease", "bound_lease", "install_testcase_binding"]
+if TYPE_CHECKING:
+    from ._connection import AsyncConnection
+    from ._lease import Lease
+
+__all__ = ["BoundLease", "install_testcase_binding"]
 
 
 class BoundLease:
@@ -48,10 +57,10 @@ class BoundLease:
     async def borrow(self) -> None:
         await self.lock.acquire()
         _drop_restored_guards(self.wrapper, self._class)
-        self.wrapper.__class__ = unguarded_class(cast(Hashable, self._class))
+        swap_class(self.wrapper, unguarded_class(cast(Hashable, self._class)))
 
     def give_back(self) -> None:
-        self.wrapper.__class__ = self._class
+        swap_class(self.wrapper, self._class)
         self.lock.release()
 
 
@@ -77,12 +86,22 @@ def _drop_restored_guards(wrapper: Any, wrapper_class: type[Any]) -> None:
             del wrapper.__dict__[name]
 
 
+class _TestCaseLending(ConnectionProvider):
+    """Lends the bound test-thread connections; installed while any is bound."""
+
+    async def lend(self, connection: AsyncConnection) -> Lease | None:
+        bound = _bound.get(connection.alias)
+        if bound is None:
+            return await super().lend(connection)
+        await bound.borrow()
+        return cast("Lease", bound)
+
+    def give_back(self, connection: AsyncConnection, lease: Lease) -> None:
+        cast(BoundLease, lease).give_back()
+
+
 _bound: dict[str, BoundLease] = {}
-
-
-def bound_lease(alias: str) -> BoundLease | None:
-    """The test thread's connection bound to ``alias``, if a test case runs."""
-    return _bound.get(alias) if _bound else None
+_lending = _TestCaseLending()
 
 
 def _bind(alias: str) -> None:
@@ -90,6 +109,8 @@ def _bind(alias: str) -> None:
         return
     wrapper = connections[alias]
     wrapper.inc_thread_sharing()
+    if not _bound:
+        install_provider(_lending)
     _bound[alias] = BoundLease(wrapper)
 
 
@@ -98,6 +119,8 @@ def _unbind(alias: str) -> None:
     if lease is not None and not lease.wrapper.in_atomic_block:
         del _bound[alias]
         lease.wrapper.dec_thread_sharing()
+        if not _bound:
+            uninstall_provider(_lending)
 
 
 @functools.cache

@@ -16,6 +16,14 @@ other package imports a private module of django_aio.conn.
   bridge on one of them (testing).
 - ``bridged_class``: the bridged subclass of a backend's ``DatabaseWrapper``
   (testing builds them up front).
+- ``ConnectionProvider``, ``install_provider``, ``uninstall_provider``,
+  ``installed_providers``: the one hook test tooling has into where
+  ``AsyncConnection.hold()`` gets its connections and where it gives them
+  back (Note [Connection providers]); testing's leak tracking and alias
+  restriction use it, as conn's own lending of Django ``TestCase``
+  connections does.
+- ``swap_class``: the one place a live connection's class is changed, and
+  why there is no other way (Note [Class swaps]).
 """
 
 from __future__ import annotations
@@ -24,10 +32,17 @@ import asyncio
 from typing import Any
 
 from ._callbacks import Callback, as_sync_callback
+from ._class_swap import swap_class
 from ._greenlet import drive
 from ._lease import Lease
 from ._loops import discard_closed_loops, pool_for
 from ._pool import AliasPool
+from ._providers import (
+    ConnectionProvider,
+    install_provider,
+    installed_providers,
+    uninstall_provider,
+)
 from ._scope import Scope, _task_scopes, current_scope, find_borrowable, lending
 from ._scope import _Lending as Lending
 from ._scope import _lending_var as lending_var
@@ -37,6 +52,7 @@ from ._wrapper import bridged_class
 __all__ = [
     "AliasPool",
     "Callback",
+    "ConnectionProvider",
     "Lease",
     "Lending",
     "Unit",
@@ -46,10 +62,14 @@ __all__ = [
     "discard_closed_loops",
     "drive",
     "find_borrowable",
+    "install_provider",
+    "installed_providers",
     "lending",
     "lending_var",
     "pool_for",
+    "swap_class",
     "task_scope",
+    "uninstall_provider",
 ]
 
 

@@ -1,12 +1,12 @@
-"""The few internals of django_aio.conn that test isolation needs, in one place.
+"""What test isolation builds on django_aio.conn's layers, in one place.
 
 django_aio.conn has no API for "every task of this test uses this one
 connection" or "which connections are checked out right now"; both are test
-concerns, so they live here, built on ``django_aio.conn.layers`` (and the
-hook ``AsyncConnection._reclaiming``, which conn keeps for test tooling).
-Versions of django-aio-conn and
-django-aio-testing move together (see the dependency bounds), and everything
-this package touches is below.
+concerns, so they live here, built on ``django_aio.conn.layers``: its lending
+windows, and its connection-provider hook, which this package installs for
+the duration of each test (``Tracking``) and never patches conn's classes.
+Versions of django-aio-conn and django-aio-testing move together (see the
+dependency bounds), and everything this package touches is below.
 
 Note [One connection per test]
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -45,15 +45,14 @@ from typing import Any, TypeVar, cast
 from django.db import connections
 from django.db.utils import load_backend
 
-from django_aio.conn import AsyncConnection as _AsyncConnection
 from django_aio.conn import bridgeable_engine, layers
 
 __all__ = [
     "Checkout",
     "SharedLock",
+    "Tracking",
     "Window",
     "acquire_lease",
-    "checked_out",
     "close_window",
     "open_window",
     "prepare_bridged_classes",
@@ -172,11 +171,8 @@ def window_holders(lease: Lease) -> list[asyncio.Task[Any]]:
 
 
 async def acquire_lease(alias: str) -> Lease:
-    """A lease straight from the pool, held by no task."""
-    install_tracking()
-    lease = await layers.pool_for(alias).acquire()
-    _checkouts.pop(lease, None)  # the test's own connection is not a leak
-    return lease
+    """A lease straight from the pool, held by no task (and tracked by none)."""
+    return await layers.pool_for(alias).acquire()
 
 
 async def release_lease(lease: Lease, *, discard: bool = False) -> None:
@@ -198,11 +194,8 @@ class Checkout:
     alias: str
     task: str
     where: str
-    loop: asyncio.AbstractEventLoop
 
 
-_checkouts: weakref.WeakKeyDictionary[Any, Checkout] = weakref.WeakKeyDictionary()
-_ended_holding: list[tuple[Checkout, bool]] = []
 _SKIP = (
     os.sep + os.path.join("django_aio", ""),
     os.sep + os.path.join("asyncio", ""),
@@ -225,92 +218,78 @@ def _caller() -> str:
     return "unknown code"
 
 
-def install_tracking() -> None:
-    """Record who checks each pooled connection out (idempotent)."""
-    cls: Any = layers.AliasPool
-    if getattr(cls, "_django_aio_tracked", False):
-        return
-    acquire = cls.acquire
-    release = cls.release
+class Tracking(layers.ConnectionProvider):
+    """One test's view of the pooled connections of its event loop.
 
-    async def tracked_acquire(self: Any) -> Lease:
-        allowed = _allowed.get(asyncio.get_running_loop())
-        if allowed is not None and self.alias not in allowed[0]:
+    Installed for the duration of the test (``install()``/``uninstall()``),
+    it records who takes each pooled connection and which ones a task left
+    held when it ended, and refuses connections to aliases the test did not
+    ask for: a rollback test's work there would commit for real (Django's
+    test cases refuse it in the same words). ``hint`` says how to allow one
+    (``{alias}`` is filled in). Work on other event loops (``async_to_sync``
+    in a thread) passes through untouched.
+    """
+
+    def __init__(self, aliases: list[str], hint: str) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.allowed = frozenset(aliases)
+        self.hint = hint
+        self._checkouts: weakref.WeakKeyDictionary[Any, Checkout] = weakref.WeakKeyDictionary()
+        self._ended: list[tuple[Checkout, bool]] = []
+
+    def install(self) -> None:
+        layers.install_provider(self)
+
+    def uninstall(self) -> None:
+        if self in layers.installed_providers():
+            layers.uninstall_provider(self)
+
+    def _ours(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
+
+    async def acquire(self, connection: Any, pool: Any) -> Lease:
+        if not self._ours():
+            return await super().acquire(connection, pool)
+        if pool.alias not in self.allowed:
             from django.test.testcases import DatabaseOperationForbidden  # type: ignore[attr-defined]
 
             raise DatabaseOperationForbidden(
-                f"Database queries to {self.alias!r} are not allowed in this test. "
-                + allowed[1].format(alias=repr(self.alias))
+                f"Database queries to {pool.alias!r} are not allowed in this test. "
+                + self.hint.format(alias=repr(pool.alias))
             )
-        lease = await acquire(self)
+        lease = await super().acquire(connection, pool)
         task = asyncio.current_task()
-        _checkouts[lease] = Checkout(
-            self.alias,
-            task.get_name() if task is not None else "?",
-            _caller(),
-            asyncio.get_running_loop(),
+        self._checkouts[lease] = Checkout(
+            pool.alias, task.get_name() if task is not None else "?", _caller()
         )
         return lease
 
-    async def tracked_release(self: Any, lease: Lease, *, discard: bool = False) -> bool:
-        _checkouts.pop(lease, None)
-        returned: bool = await release(self, lease, discard=discard)
-        return returned
+    async def release(self, connection: Any, lease: Lease, *, discard: bool = False) -> bool:
+        self._checkouts.pop(lease, None)
+        return await super().release(connection, lease, discard=discard)
 
-    cls.acquire = tracked_acquire
-    cls.release = tracked_release
-    cls._django_aio_tracked = True
-
-    # conn takes back the connection a task left held when it ended (and
-    # closes it if a transaction was open); a test must still fail for it,
-    # so remember it here. A block an abandoned async generator leaves later
-    # gives its connection back itself and is not a leak.
-    connection_class: Any = _AsyncConnection
-    reclaiming = connection_class._reclaiming
-
-    def tracked_reclaiming(self: Any, lease: Lease) -> None:
-        who = _checkouts.get(lease)
+    def ended_holding(self, connection: Any, lease: Lease) -> None:
+        # conn takes back the connection a task left held when it ended (and
+        # closes it if a transaction was open); the test must still fail for
+        # it, so remember it here. A block an abandoned async generator leaves
+        # later gives its connection back itself and is not a leak.
+        who = self._checkouts.get(lease)
         if who is not None:
-            _ended_holding.append((who, lease.in_transaction()))
-        reclaiming(self, lease)
+            self._ended.append((who, lease.in_transaction()))
+        super().ended_holding(connection, lease)
 
-    connection_class._reclaiming = tracked_reclaiming
+    def checked_out(self) -> list[tuple[Lease, Checkout]]:
+        """The pooled connections taken during the test and not given back."""
+        return list(self._checkouts.items())
 
+    def forget(self, lease: Lease) -> None:
+        self._checkouts.pop(lease, None)
 
-# Per loop: the aliases the running test may use, and how to allow another.
-_allowed: dict[asyncio.AbstractEventLoop, tuple[frozenset[str], str]] = {}
-
-
-def restrict(aliases: list[str], hint: str) -> None:
-    """Refuse pooled connections to other aliases on this loop until ``unrestrict()``.
-
-    A rollback test's work on another alias would commit for real; Django's
-    test cases refuse it in the same words. ``hint`` says how to allow one
-    (``{alias}`` is filled in).
-    """
-    _allowed[asyncio.get_running_loop()] = (frozenset(aliases), hint)
-
-
-def unrestrict() -> None:
-    _allowed.pop(asyncio.get_running_loop(), None)
-
-
-def checked_out() -> list[tuple[Lease, Checkout]]:
-    """Connections of the running loop's pools that are checked out now."""
-    loop = asyncio.get_running_loop()
-    return [(lease, c) for lease, c in list(_checkouts.items()) if c.loop is loop]
-
-
-def forget(lease: Lease) -> None:
-    _checkouts.pop(lease, None)
-
-
-def ended_holding() -> list[tuple[Checkout, bool]]:
-    """Checkouts of the running loop whose task ended holding them; cleared on read.
-
-    Each comes with whether a transaction was open on it.
-    """
-    loop = asyncio.get_running_loop()
-    mine = [entry for entry in _ended_holding if entry[0].loop is loop]
-    _ended_holding[:] = [entry for entry in _ended_holding if entry[0].loop is not loop]
-    return mine
+    def ended_holding_tasks(self) -> list[tuple[Checkout, bool]]:
+        """Checkouts whose task ended holding them, each with whether a
+        transaction was open on it; cleared on read."""
+        ended, self._ended = self._ended, []
+        return ended

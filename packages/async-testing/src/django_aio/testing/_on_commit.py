@@ -4,9 +4,11 @@ Note [Realistic on_commit]
 ~~~~~~~~~~~~~~~~~~~~~~~~~~
 In a rollback test every query runs inside the test's own atomic block, so
 Django sees each ``atomic()`` of the code under test as a nested savepoint and
-never runs ``on_commit`` callbacks. For the test's connection we mark the
-test's block (the *base*) and treat the first block above it as what it is in
-production, the outermost transaction:
+never runs ``on_commit`` callbacks. The test's block (the *base*) carries
+Django's own mark for test-case blocks (``Atomic._from_testcase``, so durable
+blocks open on it and django_aio.atomic sees no transaction there), and we
+treat the first block above it as what it is in production, the outermost
+transaction:
 
 - ``on_commit()`` with only the base open runs the callback at once, as
   Django does in autocommit mode;
@@ -17,8 +19,15 @@ production, the outermost transaction:
   because in production its failure rolls the whole transaction back and later
   queries of the test must keep working, as they would after that rollback.
 
-Only connections carrying a ``TestTransaction`` are affected; Django's
-``Atomic`` is patched once to consult it.
+Only the test's connection is affected, and nothing of Django's is patched:
+Django's ``Atomic`` works through the connection, so the connection's own
+pieces do it. Its list of open blocks is ours while the test runs (a list
+whose ``append()`` sees the outermost block entered, at the end of
+``Atomic.__enter__``, and gives it its savepoint), and its class adds
+``savepoint_commit()``/``savepoint_rollback()``, which ``Atomic.__exit__``
+calls for that savepoint: released without a rollback before it, the block
+committed, and its callbacks run (Note [Class swaps] in django_aio.conn's
+_class_swap.py says why the class).
 
 Note [Statements outside blocks]
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -40,12 +49,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
-
 from django_aio.atomic import after_commit_settings
 from django_aio.atomic.layers import run_callback
+from django_aio.conn.layers import swap_class
 
-__all__ = ["CapturedCallbacks", "TestTransaction", "install"]
+__all__ = ["CapturedCallbacks", "TestTransaction"]
 
 STATE = "django_aio_test_transaction"
 logger = logging.getLogger("django.db.backends.base")
@@ -100,15 +108,19 @@ class TestTransaction:
         self.connection = connection
         self.base_depth = len(connection.atomic_blocks)
         self.captures: list[CapturedCallbacks] = []
+        # The savepoint of the outermost block of the code under test, and
+        # how its exit went (Note [Realistic on_commit]).
+        self.outer_sid: str | None = None
+        self.outer_rolled_back = False
+        self.outer_released = False
 
     def attach(self) -> None:
-        install()
         connection = self.connection
         setattr(connection, STATE, self)
         connection.on_commit = self.on_commit
         connection.execute_wrappers.append(self.autocommit_statement)
-        self.original_class = type(connection)
-        connection.__class__ = _test_class(self.original_class)
+        connection.atomic_blocks = _Blocks(self, connection.atomic_blocks)
+        self.original_class = swap_class(connection, _test_class(type(connection)))
 
     def detach(self) -> None:
         connection = self.connection
@@ -116,8 +128,27 @@ class TestTransaction:
         vars(connection).pop("on_commit", None)
         if self.autocommit_statement in connection.execute_wrappers:
             connection.execute_wrappers.remove(self.autocommit_statement)
+        if isinstance(connection.atomic_blocks, _Blocks):
+            connection.atomic_blocks = list(connection.atomic_blocks)
         if type(connection) is _test_class(self.original_class):
-            connection.__class__ = self.original_class
+            swap_class(connection, self.original_class)
+
+    def entered_outermost(self) -> None:
+        """The code under test entered its outermost block (end of ``Atomic.__enter__``).
+
+        Note [Realistic on_commit]: it gets a savepoint even with
+        ``savepoint=False``.
+        """
+        connection = self.connection
+        sids = connection.savepoint_ids
+        if sids and sids[-1] is None and not connection.needs_rollback:
+            sids[-1] = connection.savepoint()
+        self.outer_sid = sids[-1] if sids else None
+        self.outer_rolled_back = self.outer_released = False
+
+    def exiting_outermost(self, sid: Any) -> bool:
+        """Whether ``Atomic.__exit__`` is ending the outermost block of the code under test."""
+        return sid is not None and sid == self.outer_sid and not self.in_user_block()
 
     def autocommit_statement(
         self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
@@ -201,6 +232,19 @@ def _run_raw(raw: Any, sql: str) -> None:
         cursor.close()
 
 
+class _Blocks(list[Any]):
+    """The test connection's ``atomic_blocks``: sees the outermost user block entered."""
+
+    def __init__(self, state: TestTransaction, blocks: list[Any]) -> None:
+        super().__init__(blocks)
+        self.state = state
+
+    def append(self, block: Any) -> None:
+        super().append(block)
+        if len(self) == self.state.base_depth + 1:
+            self.state.entered_outermost()
+
+
 _test_classes: dict[type[Any], type[Any]] = {}
 
 
@@ -249,6 +293,32 @@ def _make_test_class(cls: type[Any]) -> type[Any]:
         # Outside blocks (loaddata does it) production reconnects on next use;
         # the test keeps its connection.
 
+    def savepoint_rollback(self: Any, sid: Any) -> None:
+        state = self.__dict__.get(STATE)
+        if isinstance(state, TestTransaction) and state.exiting_outermost(sid):
+            if state.outer_released:
+                # A callback run on its release failed; Atomic.__exit__ tries
+                # to roll back a savepoint that is gone, as it would not try
+                # after a real commit.
+                return
+            state.outer_rolled_back = True
+        cls.savepoint_rollback(self, sid)
+
+    def savepoint_commit(self: Any, sid: Any) -> None:
+        state = self.__dict__.get(STATE)
+        if not (isinstance(state, TestTransaction) and state.exiting_outermost(sid)):
+            cls.savepoint_commit(self, sid)
+            return
+        if state.outer_released:
+            return  # see savepoint_rollback above
+        cls.savepoint_commit(self, sid)
+        state.outer_released = True
+        if not state.outer_rolled_back and not self.needs_rollback:
+            # Released without a rollback first: the block committed
+            # (Note [Realistic on_commit]). Atomic.__exit__ has nothing left
+            # to do but this, as a real commit's callbacks run last.
+            state.run_committed()
+
     return type(
         cls.__name__,
         (cls,),
@@ -258,45 +328,7 @@ def _make_test_class(cls: type[Any]) -> type[Any]:
             "get_autocommit": get_autocommit,
             "_savepoint_allowed": savepoint_allowed,
             "close": close,
+            "savepoint_rollback": savepoint_rollback,
+            "savepoint_commit": savepoint_commit,
         },
     )
-
-
-def _state(connection: Any) -> TestTransaction | None:
-    state = vars(connection).get(STATE)
-    return state if isinstance(state, TestTransaction) else None
-
-
-_original_enter = transaction.Atomic.__enter__
-_original_exit = transaction.Atomic.__exit__
-
-
-def _enter(self: transaction.Atomic) -> None:
-    _original_enter(self)
-    connection = transaction.get_connection(self.using)
-    state = _state(connection)
-    if (
-        state is not None
-        and len(connection.atomic_blocks) == state.base_depth + 1
-        and connection.savepoint_ids
-        and connection.savepoint_ids[-1] is None
-        and not connection.needs_rollback
-    ):
-        connection.savepoint_ids[-1] = connection.savepoint()
-
-
-def _exit(self: transaction.Atomic, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-    connection = transaction.get_connection(self.using)
-    state = _state(connection)
-    outermost = state is not None and len(connection.atomic_blocks) == state.base_depth + 1
-    committing = exc_type is None and not connection.needs_rollback
-    _original_exit(self, exc_type, exc_value, traceback)
-    if outermost and committing and state is not None and not connection.needs_rollback:
-        state.run_committed()
-
-
-def install() -> None:
-    """Patch Django's ``Atomic`` once (inert for connections without a TestTransaction)."""
-    if transaction.Atomic.__enter__ is not _enter:
-        transaction.Atomic.__enter__ = _enter  # type: ignore[method-assign]
-        transaction.Atomic.__exit__ = _exit  # type: ignore[method-assign]

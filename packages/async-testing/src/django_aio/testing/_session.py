@@ -20,18 +20,13 @@ from django_aio.conn import async_connections, run_sync
 
 from ._internals import (
     Checkout,
+    Tracking,
     Window,
     acquire_lease,
-    checked_out,
     close_window,
-    ended_holding,
-    forget,
-    install_tracking,
     open_window,
     release_lease,
-    restrict,
     run_on_lease,
-    unrestrict,
     window_holders,
 )
 from ._on_commit import CapturedCallbacks, TestTransaction
@@ -81,27 +76,24 @@ def _describe(who: Checkout, in_transaction: bool) -> str:
     return f"{state} database {who.alias!r}, by task {who.task!r} (taken at {who.where})"
 
 
-def _leaked_checkouts(exclude: Iterable[Any] = ()) -> tuple[list[str], list[Any]]:
-    skip = set(map(id, exclude))
+def _leaked_checkouts(tracking: Tracking) -> tuple[list[str], list[Any]]:
     problems: list[str] = []
     leases: list[Any] = []
-    for who, in_transaction in ended_holding():
+    for who, in_transaction in tracking.ended_holding_tasks():
         problems.append(_describe(who, in_transaction) + "; the task ended holding it")
-    for lease, who in checked_out():
-        if id(lease) in skip:
-            continue
+    for lease, who in tracking.checked_out():
         leases.append(lease)
         problems.append(_describe(who, lease.in_transaction()))
     return problems, leases
 
 
-async def _discard(leases: Iterable[Any]) -> None:
+async def _discard(tracking: Tracking, leases: Iterable[Any]) -> None:
     # Close the leaked connections (the server rolls their transactions back
     # and drops their locks) but leave returning them to their holders: a
     # task that still holds one gives it back when it ends, and the pool then
     # sees it closed and replaces it.
     for lease in leases:
-        forget(lease)
+        tracking.forget(lease)
         with contextlib.suppress(Exception):
             await lease.aconnection.close()
 
@@ -122,11 +114,18 @@ class _Database:
     ) -> None:
         self.databases = resolve_databases(databases)
         self.hint = hint
+        self.tracking: Tracking | None = None
 
     async def begin(self) -> None:
-        install_tracking()
-        ended_holding()  # what earlier tests on this loop left is theirs
-        restrict(self.databases, self.hint)
+        """Start tracking the pooled connections of the test's loop (until ``end()``)."""
+        self.tracking = Tracking(self.databases, self.hint)
+        self.tracking.install()
+
+    def _stop_tracking(self) -> Tracking:
+        tracking = self.tracking
+        assert tracking is not None, "end() without begin()"
+        tracking.uninstall()
+        return tracking
 
     def _check_alias(self, using: str) -> None:
         if using not in self.databases:
@@ -178,7 +177,10 @@ class RollbackDatabase(_Database):
                 lease = self.leases[alias] = await acquire_lease(alias)
                 await run_on_lease(lease, self._enter, alias)
         except BaseException:
-            await self._release(discard=True)
+            try:
+                await self._release(discard=True)
+            finally:
+                self._stop_tracking()
             raise
         self.window = open_window(self.leases)
 
@@ -211,7 +213,8 @@ class RollbackDatabase(_Database):
                 )
             elif holders:
                 problems.append(f"the test's connection to database {alias!r} still in use{by}")
-        leaked, leases = _leaked_checkouts(self.leases.values())
+        assert self.tracking is not None, "end() without begin()"
+        leaked, leases = _leaked_checkouts(self.tracking)
         problems += leaked
         try:
             if self.window is not None:
@@ -224,8 +227,8 @@ class RollbackDatabase(_Database):
             else:
                 await self._rollback()
         finally:
-            unrestrict()
-            await _discard(leases)
+            tracking = self._stop_tracking()
+            await _discard(tracking, leases)
             await async_connections.close_pools()
         if problems:
             raise ConnectionLeaked(problems)
@@ -325,14 +328,15 @@ class TransactionalDatabase(_Database):
         self.flush = flush or _flush
 
     async def end(self) -> None:
-        problems, leases = _leaked_checkouts()
+        assert self.tracking is not None, "end() without begin()"
+        problems, leases = _leaked_checkouts(self.tracking)
         try:
-            await _discard(leases)
+            await _discard(self.tracking, leases)
             # A fresh scope: the test's task may still hold a leaked connection.
             async with async_connections.independent_connection():
                 await run_sync(self.flush, self.databases)
         finally:
-            unrestrict()
+            self._stop_tracking()
             await async_connections.close_pools()
         if problems:
             raise ConnectionLeaked(problems)
