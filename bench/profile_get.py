@@ -1,7 +1,7 @@
-"""Per-operation profile of one workload (``aget()`` by pk by default): where each one spends.
+"""Per-operation profile of workloads (``aget()`` by pk by default): where each one spends.
 
-Usage:  uv run python bench/profile_get.py [--op get|create|atomic3] [--n 2000] [--python PY312]
-        [--no-strace]
+Usage:  uv run python bench/profile_get.py [--op get,create,atomic3|all] [--n 2000]
+        [--python PY312] [--no-strace]
 
 For django-aio drop-in, django-async-backend, Django's own async ORM and raw
 psycopg (the floor), each in a fresh process of bench/.venv-peers, after a
@@ -16,7 +16,7 @@ runs them):
   two runs that differ only in the number of measured operations, so start-up
   and shut-down cancel out.
 
-Prints a table and writes it to bench/PROFILE.md.
+Prints a table per workload and writes them to bench/PROFILE.md.
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ TITLES = {
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="measured operations")
-    parser.add_argument("--op", choices=OPS, default="get", help="the workload to profile")
+    parser.add_argument(
+        "--op",
+        default="get",
+        help=f"the workloads to profile, comma-separated, of {', '.join(OPS)}; or all",
+    )
     parser.add_argument("--python", help="the Python to build bench/.venv-peers on")
     parser.add_argument("--no-strace", action="store_true", help="skip the system-call count")
     parser.add_argument("--out", type=Path, default=HERE / "PROFILE.md")
@@ -185,6 +189,37 @@ def syscalls(key: str, op: str, n: int, env: dict[str, str]) -> float:
     return (total(n) - total(0)) / n
 
 
+def _table(op: str, keys: list[str], n: int, env: dict[str, str], strace: str | None) -> list[str]:
+    rows = []
+    for key in keys:
+        done = subprocess.run(
+            _child_command(key, op, n, False),
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        if strace:
+            measured["syscalls"] = syscalls(key, op, max(200, n // 4), env)
+        rows.append((IMPLEMENTATIONS[key].title, measured))
+        print(f"  {op} {key}: done", file=sys.stderr, flush=True)
+    lines = [
+        f"{TITLES[op]}, per operation, after a warm-up ({n} operations;"
+        f" Python {sys.version.split()[0]}).",
+        "",
+        "| implementation | wall us | CPU us | greenlet switches | loop iterations | syscalls |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for title, m in rows:
+        calls = f"{m['syscalls']:.1f}" if "syscalls" in m else "-"
+        lines.append(
+            f"| {title} | {m['wall_us']:.0f} | {m['cpu_us']:.0f} | {m['switches']:.1f}"
+            f" | {m['iterations']:.1f} | {calls} |"
+        )
+    return [*lines, ""]
+
+
 def main(args: argparse.Namespace) -> None:
     from peers import create_database, server_url
 
@@ -197,35 +232,14 @@ def main(args: argparse.Namespace) -> None:
         k for k in IMPLS if not (IMPLEMENTATIONS[k].needs_python_312 and sys.version_info < (3, 12))
     ]
     strace = None if args.no_strace else shutil.which("strace")
-    rows = []
-    for key in keys:
-        done = subprocess.run(
-            _child_command(key, args.op, args.n, False),
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        measured = json.loads(done.stdout.strip().splitlines()[-1])
-        if strace:
-            measured["syscalls"] = syscalls(key, args.op, max(200, args.n // 4), env)
-        rows.append((IMPLEMENTATIONS[key].title, measured))
-        print(f"  {key}: done", file=sys.stderr, flush=True)
-    lines = [
-        f"{TITLES[args.op]}, per operation, after a warm-up ({args.n} operations;"
-        f" Python {sys.version.split()[0]}).",
-        "",
-        "| implementation | wall us | CPU us | greenlet switches | loop iterations | syscalls |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for title, m in rows:
-        calls = f"{m['syscalls']:.1f}" if "syscalls" in m else "-"
-        lines.append(
-            f"| {title} | {m['wall_us']:.0f} | {m['cpu_us']:.0f} | {m['switches']:.1f}"
-            f" | {m['iterations']:.1f} | {calls} |"
-        )
+    ops = OPS if args.op == "all" else args.op.split(",")
+    lines: list[str] = []
+    for op in ops:
+        if op not in OPS:
+            raise SystemExit(f"--op: unknown workload {op!r}; choose from {', '.join(OPS)} or all")
+        lines += _table(op, keys, args.n, env, strace)
     if not strace:
-        lines.append("\nsyscalls: strace is not installed (apt-get install strace).")
+        lines.append("syscalls: strace is not installed (apt-get install strace).")
     text = "\n".join(lines) + "\n"
     args.out.write_text(text)
     print(text)
