@@ -12,6 +12,7 @@ bridge the original thread-local answers, so sync Django is untouched.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import AsyncToSync
@@ -21,7 +22,18 @@ from greenlet import getcurrent
 from ._greenlet import BridgeGreenlet, await_
 from ._scope import lending, restore_ownership, save_ownership
 
-__all__ = ["RoutingLocal", "install"]
+__all__ = ["RoutingLocal", "awaited_by_bridge", "install"]
+
+# Set while bridged code waits in ``async_to_sync`` for a coroutine: the
+# coroutine (and the tasks it creates) then runs thread-sensitive
+# ``sync_to_async`` back in the bridge (Note [Thread-sensitive sync_to_async]
+# in _units.py).
+_awaited_by_bridge: ContextVar[bool] = ContextVar("django_aio_awaited_by_bridge", default=False)
+
+
+def awaited_by_bridge() -> bool:
+    """Whether the calling async code runs for bridged code waiting in ``async_to_sync``."""
+    return _awaited_by_bridge.get()
 
 
 class RoutingLocal:
@@ -60,9 +72,12 @@ def _async_to_sync_call(self: AsyncToSync[Any, Any], *args: Any, **kwargs: Any) 
         # would replace this task's scope and transaction pins by a receiver
         # task's. Keep ours.
         saved = save_ownership()
+        outer = _awaited_by_bridge.get()
+        _awaited_by_bridge.set(True)
         try:
             return await_(lending(self.awaitable(*args, **kwargs)))
         finally:
+            _awaited_by_bridge.set(outer)
             restore_ownership(saved)
     return _original_async_to_sync_call(self, *args, **kwargs)
 
