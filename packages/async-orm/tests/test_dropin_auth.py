@@ -29,7 +29,6 @@ class ByPrimaryKey(BaseBackend):
 
     def authenticate(self, request: Any, **credentials: Any) -> None:
         self.authenticated_in.append((threading.get_ident(), in_bridge()))
-        return None
 
 
 class Configuring(RemoteUserBackend):
