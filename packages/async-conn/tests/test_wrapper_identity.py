@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
-from django_aio.conn import run_sync
+from django_aio.conn import async_connections, run_sync
 from django_aio.conn.backends.postgresql.base import DatabaseWrapper
 
 
@@ -49,3 +49,28 @@ def test_copy_outside_the_bridge_is_djangos() -> None:
         assert type(copied) is DatabaseWrapper
     finally:
         copied.close()
+
+
+def _initialized() -> list[str]:
+    return [conn.alias for conn in connections.all(initialized_only=True)]
+
+
+def _used_then_initialized(alias: str) -> list[str]:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return _initialized()
+
+
+async def test_initialized_only_lists_what_the_unit_holds() -> None:
+    # Django asks this with hasattr() on the thread-local; a lookup there
+    # would take a connection of every alias.
+    assert await run_sync(_initialized) == []
+    assert await run_sync(_used_then_initialized, "other") == ["other"]
+    every = await run_sync(lambda: [conn.alias for conn in connections.all()])
+    assert every == ["default", "other"]
+
+
+async def test_initialized_only_includes_what_the_task_holds() -> None:
+    async with async_connections["default"].cursor():
+        assert await run_sync(_initialized) == ["default"]
+        assert await run_sync(_used_then_initialized, "other") == ["default", "other"]

@@ -8,6 +8,13 @@ task on the loop shares the loop's thread. We replace that local with
 greenlet's unit, which hands out the task's held lease for the alias, or takes
 one from the pool on first use and returns it when the unit ends. Outside the
 bridge the original thread-local answers, so sync Django is untouched.
+
+Django asks the thread-local with ``hasattr()`` which connections exist yet
+(``connections.all(initialized_only=True)``: ``close_old_connections``,
+``contrib.postgres``'s ``ready()``, test teardown). Inside the bridge that
+question goes to the unit instead, since a lookup takes a connection: the
+aliases it holds are the ones the unit or its task's open transactions and
+cursor blocks already hold, and no other is taken.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any
 
 from asgiref.sync import AsyncToSync
 from django.db import connections
+from django.utils.connection import BaseConnectionHandler
 from greenlet import getcurrent
 
 from ._greenlet import BridgeGreenlet, await_
@@ -59,6 +67,16 @@ class RoutingLocal:
         delattr(self._fallback, alias)
 
 
+_original_all = BaseConnectionHandler.all
+
+
+def _all(self: BaseConnectionHandler, initialized_only: bool = False) -> list[Any]:
+    unit = getattr(getcurrent(), "django_aio_unit", None)
+    if initialized_only and unit is not None and isinstance(self._connections, RoutingLocal):
+        return [self[alias] for alias in self if unit.holds(alias)]
+    return _original_all(self, initialized_only)  # type: ignore[no-any-return]
+
+
 _original_async_to_sync_call = AsyncToSync.__call__
 
 
@@ -86,5 +104,6 @@ def install() -> None:
     """Route ``django.db.connections`` and ``async_to_sync`` through the bridge (idempotent)."""
     if not isinstance(connections._connections, RoutingLocal):  # type: ignore[attr-defined]
         connections._connections = RoutingLocal(connections._connections)  # type: ignore[attr-defined]
+        BaseConnectionHandler.all = _all  # type: ignore[method-assign]
     if AsyncToSync.__call__ is not _async_to_sync_call:
         AsyncToSync.__call__ = _async_to_sync_call  # type: ignore[method-assign]
