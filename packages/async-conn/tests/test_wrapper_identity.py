@@ -74,3 +74,16 @@ async def test_initialized_only_includes_what_the_task_holds() -> None:
     async with async_connections["default"].cursor():
         assert await run_sync(_initialized) == ["default"]
         assert await run_sync(_used_then_initialized, "other") == ["default", "other"]
+
+
+# The maintenance database is a server's, not a pooler's.
+@pytest.mark.direct_server
+async def test_nodb_cursor_inside_the_bridge_reaches_the_maintenance_database() -> None:
+    def nodb() -> tuple[str, Any, Any, bool]:
+        with connection._nodb_cursor() as cursor:
+            cursor.execute("SELECT current_database()")
+            (name,) = cursor.fetchone()
+            db = cursor.db
+        return name, db.settings_dict["NAME"], getattr(db, "django_aio_lease", None), cursor.closed
+
+    assert await run_sync(nodb) == ("postgres", None, None, True)

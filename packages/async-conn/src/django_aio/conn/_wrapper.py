@@ -23,7 +23,6 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import NotSupportedError
 from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql.psycopg_any import (  # pyright: ignore[reportMissingImports]
     IsolationLevel,
@@ -137,11 +136,16 @@ class BridgedWrapperMixin:
         return None
 
     def _nodb_cursor(self) -> Any:
-        raise NotSupportedError(
-            "django_aio's bridged connections cannot open a connection to the "
-            "'postgres' maintenance database; run database creation code in sync "
-            "code outside run_sync()."
-        )
+        """Django's cursor on the maintenance database, for database creation code.
+
+        As ``copy()``: a separate sync connection of the ENGINE's own class,
+        unguarded, open for the block only. Its I/O blocks the loop; creating
+        and dropping databases is set-up work, not request work. Django's
+        fallback to the first PostgreSQL database, when the 'postgres' one
+        cannot be reached, is kept.
+        """
+        plain = unguarded_class(cast(Hashable, self.django_aio_plain_class))
+        return plain(self.settings_dict, self.alias)._nodb_cursor()
 
 
 def is_guarded(value: object) -> bool:
