@@ -87,3 +87,38 @@ async def test_nodb_cursor_inside_the_bridge_reaches_the_maintenance_database() 
         return name, db.settings_dict["NAME"], getattr(db, "django_aio_lease", None), cursor.closed
 
     assert await run_sync(nodb) == ("postgres", None, None, True)
+
+
+# Terminates its own server session by backend pid.
+@pytest.mark.direct_server
+async def test_a_failed_health_check_inside_a_unit_reconnects() -> None:
+    # The pool checks a connection when it hands it out; inside a unit, as in
+    # Django, the first query after close_if_unusable_or_obsolete() (a request
+    # boundary) checks it again and replaces it if the check fails.
+    settings_dict = connections.settings["default"]
+    saved = {key: settings_dict[key] for key in ("CONN_HEALTH_CHECKS", "CONN_MAX_AGE")}
+    settings_dict.update(CONN_HEALTH_CHECKS=True, CONN_MAX_AGE=None)
+
+    def pid() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return int(cursor.fetchone()[0])
+
+    def work() -> tuple[int, int]:
+        connection.close()  # the next connect reads the settings above
+        first = pid()
+        connection.close_if_unusable_or_obsolete()
+        other = connection.copy()
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [first])
+        finally:
+            other.close()
+        return first, pid()
+
+    try:
+        first, second = await run_sync(work)
+    finally:
+        settings_dict.update(saved)
+        await async_connections.close_pools()
+    assert second != first

@@ -131,10 +131,6 @@ class BridgedWrapperMixin:
         plain = unguarded_class(cast(Hashable, self.django_aio_plain_class))
         return plain(settings_dict, alias or self.alias)
 
-    def close_if_health_check_failed(self) -> None:
-        # The pool checks health (CONN_HEALTH_CHECKS) when it hands out a connection.
-        return None
-
     def _nodb_cursor(self) -> Any:
         """Django's cursor on the maintenance database, for database creation code.
 
