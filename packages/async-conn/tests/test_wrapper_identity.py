@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -79,14 +80,34 @@ async def test_initialized_only_counts_what_the_task_holds_once_used() -> None:
 # The maintenance database is a server's, not a pooler's.
 @pytest.mark.direct_server
 async def test_nodb_cursor_inside_the_bridge_reaches_the_maintenance_database() -> None:
-    def nodb() -> tuple[str, Any, Any, bool]:
-        with connection._nodb_cursor() as cursor:
-            cursor.execute("SELECT current_database()")
-            (name,) = cursor.fetchone()
-            db = cursor.db
-        return name, db.settings_dict["NAME"], getattr(db, "django_aio_lease", None), cursor.closed
+    # Django's database creation code; the connection it opens is async too:
+    # other tasks run while it waits for the server.
+    started = asyncio.Event()
+    ticks = 0
 
-    assert await run_sync(nodb) == ("postgres", None, None, True)
+    async def ticking() -> None:
+        nonlocal ticks
+        await started.wait()
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    def nodb() -> tuple[str, Any, int, bool]:
+        with connection._nodb_cursor() as cursor:
+            started.set()
+            cursor.execute("SELECT current_database(), pg_sleep(0.05)")
+            name = cursor.fetchone()[0]
+            seen = ticks
+            db = cursor.db
+        return name, db.settings_dict["NAME"], seen, db.connection is None
+
+    ticker = asyncio.create_task(ticking())
+    try:
+        name, setting, seen, closed = await run_sync(nodb)
+    finally:
+        ticker.cancel()
+    assert (name, setting, closed) == ("postgres", None, True)
+    assert seen > 0
 
 
 # Terminates its own server session by backend pid.

@@ -22,6 +22,7 @@ import types
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, cast
 
+import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql.psycopg_any import (  # pyright: ignore[reportMissingImports]
@@ -32,6 +33,7 @@ from django.utils.asyncio import async_unsafe
 from psycopg.postgres import types as pg_types
 from psycopg.pq import Format
 
+from ._greenlet import await_
 from ._sync_facade import AsyncServerSideClientCursor, SyncConnection, SyncCursor
 
 if TYPE_CHECKING:
@@ -81,10 +83,24 @@ class BridgedWrapperMixin:
                     f"specified. Use one of the psycopg.IsolationLevel values."
                 ) from None
             set_isolation_level = True
-        connection = SyncConnection(self.django_aio_lease.usable_connection(), self.alias)
+        lease = getattr(self, "django_aio_lease", None)
+        if lease is not None:
+            aconnection = lease.usable_connection()
+        else:
+            aconnection = self._unpooled_connection(conn_params)
+        connection = SyncConnection(aconnection, self.alias)
         if set_isolation_level:
             connection.isolation_level = self.isolation_level
         return connection
+
+    def _unpooled_connection(self, conn_params: dict[str, Any]) -> psycopg.AsyncConnection[Any]:
+        # A wrapper that Django's code builds from a bridged one (``type(self)(...)``,
+        # as ``_nodb_cursor()`` does for the maintenance database) has no lease:
+        # it opens an async connection of its own, awaited on the loop like
+        # any other, and closes it with Django's ``close()``.
+        server_side = self.settings_dict["OPTIONS"].get("server_side_binding") is True
+        factory = psycopg.AsyncCursor if server_side else psycopg.AsyncClientCursor
+        return await_(psycopg.AsyncConnection.connect(**{**conn_params, "cursor_factory": factory}))
 
     def create_cursor(
         self,
@@ -130,18 +146,6 @@ class BridgedWrapperMixin:
         settings_dict = copy.deepcopy(self.settings_dict)
         plain = unguarded_class(cast(Hashable, self.django_aio_plain_class))
         return plain(settings_dict, alias or self.alias)
-
-    def _nodb_cursor(self) -> Any:
-        """Django's cursor on the maintenance database, for database creation code.
-
-        As ``copy()``: a separate sync connection of the ENGINE's own class,
-        unguarded, open for the block only. Its I/O blocks the loop; creating
-        and dropping databases is set-up work, not request work. Django's
-        fallback to the first PostgreSQL database, when the 'postgres' one
-        cannot be reached, is kept.
-        """
-        plain = unguarded_class(cast(Hashable, self.django_aio_plain_class))
-        return plain(self.settings_dict, self.alias)._nodb_cursor()
 
 
 def is_guarded(value: object) -> bool:
