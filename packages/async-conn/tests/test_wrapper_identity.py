@@ -22,25 +22,41 @@ async def test_repr_reads_as_the_engines_wrapper() -> None:
 # Tells the two connections apart by backend pid: behind a transaction pooler
 # two client connections may share one server session.
 @pytest.mark.direct_server
-async def test_copy_inside_the_bridge_is_a_separate_sync_connection() -> None:
+async def test_copy_inside_the_bridge_is_a_separate_async_connection() -> None:
+    started = asyncio.Event()
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        await started.wait()
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
     def copy_and_use() -> Any:
         copied = connection.copy()
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_backend_pid()")
                 bridged_pid = cursor.fetchone()[0]
-            with copied.cursor() as cursor:  # sync, on the loop's thread
-                cursor.execute("SELECT pg_backend_pid()")
+            with copied.cursor() as cursor:
+                started.set()
+                cursor.execute("SELECT pg_backend_pid(), pg_sleep(0.05)")
                 copied_pid = cursor.fetchone()[0]
-            return copied, bridged_pid, copied_pid
+                seen = ticks  # other tasks ran while it waited: async I/O
+            return copied, bridged_pid, copied_pid, seen
         finally:
             copied.close()
 
-    copied, bridged_pid, copied_pid = await run_sync(copy_and_use)
+    ticker = asyncio.create_task(ticking())
+    try:
+        copied, bridged_pid, copied_pid, seen = await run_sync(copy_and_use)
+    finally:
+        ticker.cancel()
     assert isinstance(copied, DatabaseWrapper)
-    assert getattr(copied, "django_aio_lease", None) is None  # not a bridged wrapper
     assert repr(copied) == "<DatabaseWrapper vendor='postgresql' alias='default'>"
     assert copied_pid != bridged_pid
+    assert seen > 0
     assert copied.connection is None
 
 

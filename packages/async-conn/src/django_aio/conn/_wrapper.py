@@ -19,8 +19,7 @@ from __future__ import annotations
 import copy
 import functools
 import types
-from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
@@ -133,19 +132,14 @@ class BridgedWrapperMixin:
         return self.connection.wrap_cursor(acursor)
 
     def copy(self, alias: str | None = None) -> Any:
-        """A new, separate sync connection of the ENGINE (Django's ``copy()``, for tests).
+        """A new, separate connection (Django's ``copy()``, for tests).
 
-        Django builds ``type(self)``, but a bridged wrapper is paired for life
-        with its pooled connection and a copy of its class would have none.
-        The copy is the ENGINE's own class without the ``@async_unsafe``
-        guard, like a test-borrowed connection (Note [Test-case binding]):
-        Django's tests make one in ``setUp`` and close it in ``tearDown``,
-        which run in the bridge here. Its I/O is sync and blocks the loop, as
-        a test's second session may.
+        Of the bridged class, as Django builds ``type(self)``: having no
+        lease, it opens an async connection of its own on first use, awaited
+        on the loop, and closes it with ``close()``. Like the wrapper it was
+        copied from, it is used inside ``run_sync()``.
         """
-        settings_dict = copy.deepcopy(self.settings_dict)
-        plain = unguarded_class(cast(Hashable, self.django_aio_plain_class))
-        return plain(settings_dict, alias or self.alias)
+        return type(self)(copy.deepcopy(self.settings_dict), alias or self.alias)
 
 
 def is_guarded(value: object) -> bool:
