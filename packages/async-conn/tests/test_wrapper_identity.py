@@ -87,10 +87,10 @@ async def test_initialized_only_lists_what_the_unit_holds() -> None:
     assert every == ["default", "other"]
 
 
-async def test_initialized_only_counts_what_the_task_holds_once_used() -> None:
+async def test_initialized_only_includes_what_the_task_holds() -> None:
     async with async_connections["default"].cursor():
-        assert await run_sync(_initialized) == []
-        assert await run_sync(_used_then_initialized, "default") == ["default"]
+        assert await run_sync(_initialized) == ["default"]
+        assert await run_sync(_used_then_initialized, "other") == ["default", "other"]
 
 
 # The maintenance database is a server's, not a pooler's.

@@ -13,11 +13,9 @@ Django asks the thread-local with ``hasattr()`` which connections exist yet
 (``connections.all(initialized_only=True)``: ``close_old_connections``,
 ``contrib.postgres``'s ``ready()``, test teardown). Inside the bridge that
 question goes to the unit instead, since a lookup takes a connection: the
-aliases initialized are those the unit has used so far, and no other is
-taken. A connection its task holds (a transaction, a cursor block) counts once
-the unit uses it: ``close_old_connections()`` and contrib.postgres's type
-registration would otherwise act on a connection this code never touched,
-which in Django would not even be connected in this thread.
+aliases initialized are those the unit has used so far and those its task
+holds (a transaction, a cursor block), as a thread's connections outlive
+each call; no other is taken.
 """
 
 from __future__ import annotations
@@ -76,7 +74,7 @@ _original_all = BaseConnectionHandler.all
 def _all(self: BaseConnectionHandler, initialized_only: bool = False) -> list[Any]:
     unit = getattr(getcurrent(), "django_aio_unit", None)
     if initialized_only and unit is not None and isinstance(self._connections, RoutingLocal):
-        return [self[alias] for alias in self if alias in unit.leases]
+        return [self[alias] for alias in self if unit.holds(alias)]
     return _original_all(self, initialized_only)  # type: ignore[no-any-return]
 
 

@@ -80,6 +80,13 @@ class Unit:
             self.leases[alias] = lease
         return lease.wrapper
 
+    def holds(self, alias: str) -> bool:
+        """Whether ``alias``'s connection is held, by this unit or by its task."""
+        if alias in self.leases:
+            return True
+        conn = self.scope.connections.get(alias) if self.scope is not None else None
+        return conn is not None and conn.lease is not None
+
     async def finish(self) -> None:
         own, self.own = self.own, []
         for conn in own:
