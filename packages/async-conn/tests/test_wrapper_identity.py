@@ -159,3 +159,18 @@ async def test_a_failed_health_check_inside_a_unit_reconnects() -> None:
         settings_dict.update(saved)
         await async_connections.close_pools()
     assert second != first
+
+
+async def test_the_serialized_test_database_is_read_from_the_threads_connection() -> None:
+    # Django's test runner stores it on the test thread's connection; test
+    # cases with serialized_rollback read it from connections[alias].
+    def serialized() -> object:
+        return getattr(connections["default"], "_test_serialized_contents", None)
+
+    assert await run_sync(serialized) is None
+    connections["default"]._test_serialized_contents = "[]"
+    try:
+        assert await run_sync(serialized) == "[]"
+    finally:
+        del connections["default"]._test_serialized_contents
+    assert await run_sync(serialized) is None

@@ -51,6 +51,10 @@ class RoutingLocal:
     def __init__(self, fallback: Any) -> None:
         object.__setattr__(self, "_fallback", fallback)
 
+    def thread_wrapper(self, alias: str) -> Any:
+        """The wrapper of ``alias`` this thread has outside the bridge, or ``None``."""
+        return getattr(self._fallback, alias, None)
+
     def __getattr__(self, alias: str) -> Any:
         unit = getattr(getcurrent(), "django_aio_unit", None)
         if unit is not None:
