@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any
 
 import pytest
@@ -167,10 +168,18 @@ async def test_the_serialized_test_database_is_read_from_the_threads_connection(
     def serialized() -> object:
         return getattr(connections["default"], "_test_serialized_contents", None)
 
-    assert await run_sync(serialized) is None
-    connections["default"]._test_serialized_contents = "[]"
+    thread_connection = connections["default"]
+    saved = thread_connection.__dict__.pop("_test_serialized_contents", None)
     try:
+        assert await run_sync(serialized) is None
+        thread_connection._test_serialized_contents = "[]"
         assert await run_sync(serialized) == "[]"
+        # A task with a context of its own (a test driver's, a server's) too.
+        fresh = asyncio.get_running_loop().create_task(
+            run_sync(serialized), context=contextvars.Context()
+        )
+        assert await fresh == "[]"
     finally:
-        del connections["default"]._test_serialized_contents
-    assert await run_sync(serialized) is None
+        thread_connection.__dict__.pop("_test_serialized_contents", None)
+        if saved is not None:
+            thread_connection._test_serialized_contents = saved
