@@ -30,7 +30,8 @@ the caller's transaction (a user created in the block would not be found, or
 to outside services (LDAP, RADIUS) with blocking network I/O, which must not
 stall the loop. Django's own ``ModelBackend`` and ``RemoteUserBackend``
 implement ``aauthenticate`` natively (their queries are ORM ``a*`` calls,
-bridged; the password hashing runs on the loop as it does without drop-in).
+bridged); password hashing stays where Django runs it (inline in 5.2, in a
+worker thread with ``thread_sensitive=False`` from 6.0).
 
 ``Signal.asend`` and ``asend_robust`` (``django.dispatch.dispatcher``) run
 the *sync* receivers through ``sync_to_async`` too, in Django's sync thread.
