@@ -83,11 +83,12 @@ class RoutingLocal:
 _original_all = BaseConnectionHandler.all
 
 
-def _all(self: BaseConnectionHandler, initialized_only: bool = False) -> list[Any]:
+def _all(self: BaseConnectionHandler[Any], initialized_only: bool = False) -> list[Any]:
     unit = getattr(getcurrent(), "django_aio_unit", None)
-    if initialized_only and unit is not None and isinstance(self._connections, RoutingLocal):
+    local = getattr(self, "_connections", None)
+    if initialized_only and unit is not None and isinstance(local, RoutingLocal):
         return [self[alias] for alias in self if unit.holds(alias)]
-    return _original_all(self, initialized_only)  # type: ignore[no-any-return]
+    return list(_original_all(self, initialized_only))
 
 
 _original_async_to_sync_call = AsyncToSync.__call__

@@ -147,10 +147,9 @@ class BridgedWrapperMixin:
         thread_wrapper = None
         if isinstance(local, RoutingLocal):
             thread_wrapper = local.thread_wrapper(self.alias)
-        try:
-            return str(thread_wrapper._test_serialized_contents)
-        except AttributeError:
-            raise AttributeError("_test_serialized_contents") from None
+        if thread_wrapper is None or not hasattr(thread_wrapper, "_test_serialized_contents"):
+            raise AttributeError("_test_serialized_contents")
+        return str(thread_wrapper._test_serialized_contents)
 
     @_test_serialized_contents.setter
     def _test_serialized_contents(self, value: str) -> None:
@@ -164,7 +163,8 @@ class BridgedWrapperMixin:
         on the loop, and closes it with ``close()``. Like the wrapper it was
         copied from, it is used inside ``run_sync()``.
         """
-        return type(self)(copy.deepcopy(self.settings_dict), alias or self.alias)
+        wrapper_class: Any = type(self)
+        return wrapper_class(copy.deepcopy(self.settings_dict), alias or self.alias)
 
 
 def is_guarded(value: object) -> bool:
