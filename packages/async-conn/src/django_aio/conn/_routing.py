@@ -20,7 +20,6 @@ each call; no other is taken.
 
 from __future__ import annotations
 
-import threading
 from contextvars import ContextVar
 from typing import Any
 
@@ -51,15 +50,6 @@ class RoutingLocal:
 
     def __init__(self, fallback: Any) -> None:
         object.__setattr__(self, "_fallback", fallback)
-        # The fallback is asgiref's context-local storage, which a task made
-        # with a context of its own does not see; this thread's wrappers are
-        # also kept per thread, for thread_wrapper().
-        object.__setattr__(self, "_threads", threading.local())
-
-    def thread_wrapper(self, alias: str) -> Any:
-        """The wrapper of ``alias`` this thread made outside the bridge, or ``None``."""
-        wrapper = getattr(self._threads, alias, None)
-        return wrapper if wrapper is not None else getattr(self._fallback, alias, None)
 
     def __getattr__(self, alias: str) -> Any:
         unit = getattr(getcurrent(), "django_aio_unit", None)
@@ -71,13 +61,11 @@ class RoutingLocal:
         if isinstance(getcurrent(), BridgeGreenlet):
             return  # bridged wrappers are owned by the pool, never cached here
         setattr(self._fallback, alias, value)
-        setattr(self._threads, alias, value)
 
     def __delattr__(self, alias: str) -> None:
         if isinstance(getcurrent(), BridgeGreenlet):
             return
         delattr(self._fallback, alias)
-        self._threads.__dict__.pop(alias, None)
 
 
 _original_all = BaseConnectionHandler.all

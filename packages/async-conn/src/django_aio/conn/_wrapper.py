@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
 from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql.psycopg_any import (  # pyright: ignore[reportMissingImports]
     IsolationLevel,
@@ -34,7 +33,6 @@ from psycopg.postgres import types as pg_types
 from psycopg.pq import Format
 
 from ._greenlet import await_
-from ._routing import RoutingLocal
 from ._sync_facade import AsyncServerSideClientCursor, SyncConnection, SyncCursor
 
 if TYPE_CHECKING:
@@ -132,28 +130,6 @@ class BridgedWrapperMixin:
         if self.timezone != getattr(tzloader, "timezone", None):
             register_tzloader(self.timezone, acursor)
         return self.connection.wrap_cursor(acursor)
-
-    # Django's test runner keeps the serialized test database (for
-    # ``serialized_rollback``) on the test thread's wrapper of each alias;
-    # test cases read it from ``connections[alias]``, which in the bridge is
-    # this one. Set here (creating a test database inside the bridge), it is
-    # this wrapper's own.
-    @property
-    def _test_serialized_contents(self) -> str:
-        own = self.__dict__.get("django_aio_serialized_contents")
-        if own is not None:
-            return str(own)
-        local = connections._connections  # type: ignore[attr-defined]
-        thread_wrapper = None
-        if isinstance(local, RoutingLocal):
-            thread_wrapper = local.thread_wrapper(self.alias)
-        if thread_wrapper is None or not hasattr(thread_wrapper, "_test_serialized_contents"):
-            raise AttributeError("_test_serialized_contents")
-        return str(thread_wrapper._test_serialized_contents)
-
-    @_test_serialized_contents.setter
-    def _test_serialized_contents(self, value: str) -> None:
-        self.__dict__["django_aio_serialized_contents"] = value
 
     def copy(self, alias: str | None = None) -> Any:
         """A new, separate connection (Django's ``copy()``, for tests).
