@@ -242,6 +242,10 @@ def _wrap_sync_to_async() -> None:
         # The frame that called sync_to_async(f)(...) is the one that made
         # this coroutine: that is the code that chose to hop to a thread.
         frame = sys._getframe(1)
+        if frame.f_code.co_name == "_sync_to_async_call" and frame.f_back is not None:
+            # django_aio.conn's thread-sensitive adapter (Note [Thread-sensitive
+            # sync_to_async]) stands between: the caller is the frame above it.
+            frame = frame.f_back
         code = frame.f_code
         caller = (code.co_filename, getattr(code, "co_qualname", code.co_name), frame.f_lineno)
 

@@ -20,10 +20,10 @@ when some alias has an ENGINE the bridge cannot serve, asgiref decides.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from asgiref.sync import SyncToAsync
+from asgiref.sync import SyncToAsync, markcoroutinefunction
 from django.db import connections
 
 from ._bridgeable import bridgeable
@@ -119,17 +119,24 @@ async def run_sync(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> 
 _original_sync_to_async_call = SyncToAsync.__call__
 
 
-async def _sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Any:
+def _sync_to_async_call(
+    self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any
+) -> Coroutine[Any, Any, Any]:
     # Note [Thread-sensitive sync_to_async]. A call given its own context
-    # (asgiref's ``context=``) keeps asgiref's threads.
+    # (asgiref's ``context=``) keeps asgiref's threads. Not a coroutine
+    # function itself: it hands over the coroutine it picks, so asgiref (or
+    # a wrapper of it) is called straight from this frame.
     if (
         self._thread_sensitive
         and awaited_by_bridge()
         and getattr(self, "context", None) is None
         and bridgeable()
     ):
-        return await run_sync(self.func, *args, **kwargs)
-    return await _original_sync_to_async_call(self, *args, **kwargs)
+        return run_sync(self.func, *args, **kwargs)
+    return _original_sync_to_async_call(self, *args, **kwargs)
+
+
+markcoroutinefunction(_sync_to_async_call)
 
 
 def install_bridge() -> None:
