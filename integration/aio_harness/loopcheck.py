@@ -22,14 +22,17 @@ Modes (the variable's value):
     Raise ``LoopThreadViolation`` for off-loop SQL sent there by the code that
     drop-in claims to carry on the loop: Django's ORM async API (the modules
     under ``django/db/``, ``contrib.contenttypes.fields``, the database
-    session backend, the paginator, ``shortcuts``), ``Signal.asend``'s sync
-    receivers inside a transaction, django_aio itself, or an unknown caller.
-    Other hops are Django's own sync-thread design and are only counted, by
-    caller: a test's own ``await sync_to_async(f)()``; sync middleware run by
-    ``MiddlewareMixin.__acall__``, sync views, ``contrib.auth``'s async
-    functions (drop-in leaves them on Django's thread: they hash passwords);
-    and ``Signal.asend``'s sync receivers outside a transaction
-    (``request_finished`` must close that thread's connections).
+    session backend, the paginator, ``shortcuts``), ``contrib.auth``'s
+    backends (their sync ``get_user``, permission methods and
+    ``configure_user``), ``Signal.asend``'s sync receivers inside a
+    transaction, django_aio itself, or an unknown caller. Other hops are
+    Django's own sync-thread design and are only counted, by caller: a test's
+    own ``await sync_to_async(f)()``; sync middleware run by
+    ``MiddlewareMixin.__acall__``, sync views, ``user_passes_test``'s sync
+    test function, a backend's sync-only ``authenticate`` (drop-in leaves it
+    on Django's thread: it may call outside services); and ``Signal.asend``'s
+    sync receivers outside a transaction (``request_finished`` must close that
+    thread's connections).
 ``strict``
     Raise for every off-loop statement.
 
@@ -106,7 +109,10 @@ _ORM_FILES = (
     os.path.join("contrib", "sessions", "backends", "db.py"),
     os.path.join("core", "paginator.py"),
     "shortcuts.py",
+    os.path.join("contrib", "auth", "backends.py"),
 )
+# Hops from those files that drop-in leaves on Django's thread, by qualified name.
+_THREADED_CALLERS = ("BaseBackend.aauthenticate",)
 
 
 def _classify(caller: tuple[str, str, int] | None) -> str:
@@ -129,7 +135,9 @@ def _classify(caller: tuple[str, str, int] | None) -> str:
         return "signal"
     if filename.startswith(django_dir + os.sep):
         inner = filename[len(django_dir) + 1 :]
-        return "orm" if inner.startswith(_ORM_FILES) else "django"
+        if inner.startswith(_ORM_FILES) and caller[1] not in _THREADED_CALLERS:
+            return "orm"
+        return "django"
     return "unknown"
 
 
@@ -234,6 +242,10 @@ def _wrap_sync_to_async() -> None:
         # The frame that called sync_to_async(f)(...) is the one that made
         # this coroutine: that is the code that chose to hop to a thread.
         frame = sys._getframe(1)
+        if frame.f_code.co_name == "_sync_to_async_call" and frame.f_back is not None:
+            # django_aio.conn's thread-sensitive adapter (Note [Thread-sensitive
+            # sync_to_async]) stands between: the caller is the frame above it.
+            frame = frame.f_back
         code = frame.f_code
         caller = (code.co_filename, getattr(code, "co_qualname", code.co_name), frame.f_lineno)
 

@@ -122,9 +122,10 @@ def _in_bridge() -> bool:
 
 
 def _count(db: Any) -> None:
-    # A bridged wrapper is paired with a pooled async connection (its lease);
-    # its statements go over that connection, awaited on the loop.
-    bridged = getattr(db, "django_aio_lease", None) is not None and _in_bridge()
+    # A bridged wrapper talks to a psycopg async connection, awaited on the
+    # loop: a pooled one (its lease), or for one Django builds from it (the
+    # maintenance database's, in _nodb_cursor()) its own.
+    bridged = getattr(type(db), "django_aio_plain_class", None) is not None and _in_bridge()
     _counts["bridged" if bridged else "plain"] += 1
 
 

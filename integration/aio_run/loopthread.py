@@ -38,7 +38,7 @@ def loop_log_summary(path: Path) -> tuple[dict[str, str], list[str]]:
         f"tests (violations)",
         f"  allowed off the loop: {allowed['test_hops']} sent by sync_to_async written in "
         f"the tests, {allowed['django_hops']} by Django outside the ORM's async API "
-        f"(sync middleware and views, contrib.auth), {allowed['signal_hops']} by "
+        f"(sync middleware and views, a sync-only authenticate), {allowed['signal_hops']} by "
         f"Signal.asend's sync receivers outside a transaction; {allowed['unchecked']} in "
         f"tests outside the checked labels",
     ]

@@ -20,8 +20,7 @@ from ._greenlet import await_, in_bridge
 from ._handler import AsyncConnectionHandler, async_connections
 from ._named_cursor import AsyncNamedCursor
 from ._pool_options import DEFAULT_POOL_OPTIONS
-from ._routing import install
-from ._units import run_sync
+from ._units import install_bridge, run_sync
 
 __all__ = [
     "DEFAULT_POOL_OPTIONS",
@@ -42,4 +41,4 @@ __all__ = [
     "run_sync",
 ]
 
-install()
+install_bridge()

@@ -8,20 +8,41 @@ task on the loop shares the loop's thread. We replace that local with
 greenlet's unit, which hands out the task's held lease for the alias, or takes
 one from the pool on first use and returns it when the unit ends. Outside the
 bridge the original thread-local answers, so sync Django is untouched.
+
+Django asks the thread-local with ``hasattr()`` which connections exist yet
+(``connections.all(initialized_only=True)``: ``close_old_connections``,
+``contrib.postgres``'s ``ready()``, test teardown). Inside the bridge that
+question goes to the unit instead, since a lookup takes a connection: the
+aliases initialized are those the unit has used so far and those its task
+holds (a transaction, a cursor block), as a thread's connections outlive
+each call; no other is taken.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import AsyncToSync
 from django.db import connections
+from django.utils.connection import BaseConnectionHandler
 from greenlet import getcurrent
 
 from ._greenlet import BridgeGreenlet, await_
 from ._scope import lending, restore_ownership, save_ownership
 
-__all__ = ["RoutingLocal", "install"]
+__all__ = ["RoutingLocal", "awaited_by_bridge", "install"]
+
+# Set while bridged code waits in ``async_to_sync`` for a coroutine: the
+# coroutine (and the tasks it creates) then runs thread-sensitive
+# ``sync_to_async`` back in the bridge (Note [Thread-sensitive sync_to_async]
+# in _units.py).
+_awaited_by_bridge: ContextVar[bool] = ContextVar("django_aio_awaited_by_bridge", default=False)
+
+
+def awaited_by_bridge() -> bool:
+    """Whether the calling async code runs for bridged code waiting in ``async_to_sync``."""
+    return _awaited_by_bridge.get()
 
 
 class RoutingLocal:
@@ -47,6 +68,17 @@ class RoutingLocal:
         delattr(self._fallback, alias)
 
 
+_original_all = BaseConnectionHandler.all
+
+
+def _all(self: BaseConnectionHandler[Any], initialized_only: bool = False) -> list[Any]:
+    unit = getattr(getcurrent(), "django_aio_unit", None)
+    local = getattr(self, "_connections", None)
+    if initialized_only and unit is not None and isinstance(local, RoutingLocal):
+        return [self[alias] for alias in self if unit.holds(alias)]
+    return list(_original_all(self, initialized_only))
+
+
 _original_async_to_sync_call = AsyncToSync.__call__
 
 
@@ -60,9 +92,12 @@ def _async_to_sync_call(self: AsyncToSync[Any, Any], *args: Any, **kwargs: Any) 
         # would replace this task's scope and transaction pins by a receiver
         # task's. Keep ours.
         saved = save_ownership()
+        outer = _awaited_by_bridge.get()
+        _awaited_by_bridge.set(True)
         try:
             return await_(lending(self.awaitable(*args, **kwargs)))
         finally:
+            _awaited_by_bridge.set(outer)
             restore_ownership(saved)
     return _original_async_to_sync_call(self, *args, **kwargs)
 
@@ -71,5 +106,6 @@ def install() -> None:
     """Route ``django.db.connections`` and ``async_to_sync`` through the bridge (idempotent)."""
     if not isinstance(connections._connections, RoutingLocal):  # type: ignore[attr-defined]
         connections._connections = RoutingLocal(connections._connections)  # type: ignore[attr-defined]
+        BaseConnectionHandler.all = _all  # type: ignore[method-assign]
     if AsyncToSync.__call__ is not _async_to_sync_call:
         AsyncToSync.__call__ = _async_to_sync_call  # type: ignore[method-assign]

@@ -19,11 +19,10 @@ from __future__ import annotations
 import copy
 import functools
 import types
-from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
+import psycopg
 from django.core.exceptions import ImproperlyConfigured
-from django.db import NotSupportedError
 from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql.psycopg_any import (  # pyright: ignore[reportMissingImports]
     IsolationLevel,
@@ -33,6 +32,7 @@ from django.utils.asyncio import async_unsafe
 from psycopg.postgres import types as pg_types
 from psycopg.pq import Format
 
+from ._greenlet import await_
 from ._sync_facade import AsyncServerSideClientCursor, SyncConnection, SyncCursor
 
 if TYPE_CHECKING:
@@ -82,10 +82,24 @@ class BridgedWrapperMixin:
                     f"specified. Use one of the psycopg.IsolationLevel values."
                 ) from None
             set_isolation_level = True
-        connection = SyncConnection(self.django_aio_lease.usable_connection(), self.alias)
+        lease = getattr(self, "django_aio_lease", None)
+        if lease is not None:
+            aconnection = lease.usable_connection()
+        else:
+            aconnection = self._unpooled_connection(conn_params)
+        connection = SyncConnection(aconnection, self.alias)
         if set_isolation_level:
             connection.isolation_level = self.isolation_level
         return connection
+
+    def _unpooled_connection(self, conn_params: dict[str, Any]) -> psycopg.AsyncConnection[Any]:
+        # A wrapper that Django's code builds from a bridged one (``type(self)(...)``,
+        # as ``_nodb_cursor()`` does for the maintenance database) has no lease:
+        # it opens an async connection of its own, awaited on the loop like
+        # any other, and closes it with Django's ``close()``.
+        server_side = self.settings_dict["OPTIONS"].get("server_side_binding") is True
+        factory = psycopg.AsyncCursor if server_side else psycopg.AsyncClientCursor
+        return await_(psycopg.AsyncConnection.connect(**{**conn_params, "cursor_factory": factory}))
 
     def create_cursor(
         self,
@@ -118,30 +132,15 @@ class BridgedWrapperMixin:
         return self.connection.wrap_cursor(acursor)
 
     def copy(self, alias: str | None = None) -> Any:
-        """A new, separate sync connection of the ENGINE (Django's ``copy()``, for tests).
+        """A new, separate connection (Django's ``copy()``, for tests).
 
-        Django builds ``type(self)``, but a bridged wrapper is paired for life
-        with its pooled connection and a copy of its class would have none.
-        The copy is the ENGINE's own class without the ``@async_unsafe``
-        guard, like a test-borrowed connection (Note [Test-case binding]):
-        Django's tests make one in ``setUp`` and close it in ``tearDown``,
-        which run in the bridge here. Its I/O is sync and blocks the loop, as
-        a test's second session may.
+        Of the bridged class, as Django builds ``type(self)``: having no
+        lease, it opens an async connection of its own on first use, awaited
+        on the loop, and closes it with ``close()``. Like the wrapper it was
+        copied from, it is used inside ``run_sync()``.
         """
-        settings_dict = copy.deepcopy(self.settings_dict)
-        plain = unguarded_class(cast(Hashable, self.django_aio_plain_class))
-        return plain(settings_dict, alias or self.alias)
-
-    def close_if_health_check_failed(self) -> None:
-        # The pool checks health (CONN_HEALTH_CHECKS) when it hands out a connection.
-        return None
-
-    def _nodb_cursor(self) -> Any:
-        raise NotSupportedError(
-            "django_aio's bridged connections cannot open a connection to the "
-            "'postgres' maintenance database; run database creation code in sync "
-            "code outside run_sync()."
-        )
+        wrapper_class: Any = type(self)
+        return wrapper_class(copy.deepcopy(self.settings_dict), alias or self.alias)
 
 
 def is_guarded(value: object) -> bool:

@@ -7,9 +7,9 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from ._bridgeable import bridgeable_engine
-from ._routing import install
 from ._settings import slow_bridge_threshold
 from ._testcase_binding import install_testcase_binding
+from ._units import install_bridge
 
 
 class AsyncConnConfig(AppConfig):
@@ -20,7 +20,7 @@ class AsyncConnConfig(AppConfig):
     verbose_name = "django-aio connections"
 
     def ready(self) -> None:
-        install()
+        install_bridge()
         install_testcase_binding()
         checks.register(check_engines, checks.Tags.database)
         checks.register(check_slow_bridge_setting)

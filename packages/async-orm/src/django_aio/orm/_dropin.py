@@ -18,8 +18,20 @@ server-side cursor lives on it), so ``QuerySet.aiterator`` and
 ``BaseIterable._async_generator`` are replaced by versions over
 ``iterate_chunks`` (Note [Chunked iteration]). The database
 session backend and (Django 6+) ``AsyncPaginator`` use ``sync_to_async`` the
-same way for ORM work and are patched too; ``django.contrib.auth``'s async
-methods are not: they hash passwords, CPU work that would stall the loop.
+same way for ORM work and are patched too.
+
+So are ``django.contrib.auth``'s backends, where ``sync_to_async`` wraps a
+backend's sync ``get_user``, ``get_user_permissions``,
+``get_group_permissions`` and ``configure_user`` (``RemoteUserBackend``):
+ORM work by contract, which in a thread would use another connection than
+the caller's transaction (a user created in the block would not be found, or
+``configure_user``'s ``save()`` would wait on the block's lock). Only
+``authenticate`` keeps the thread: a sync-only backend is where projects talk
+to outside services (LDAP, RADIUS) with blocking network I/O, which must not
+stall the loop. Django's own ``ModelBackend`` and ``RemoteUserBackend``
+implement ``aauthenticate`` natively (their queries are ORM ``a*`` calls,
+bridged); password hashing stays where Django runs it (inline in 5.2, in a
+worker thread with ``thread_sensitive=False`` from 6.0).
 
 ``Signal.asend`` and ``asend_robust`` (``django.dispatch.dispatcher``) run
 the *sync* receivers through ``sync_to_async`` too, in Django's sync thread.
@@ -80,7 +92,10 @@ _OPTIONAL_MODULES = (
     ("django.contrib.contenttypes.fields", "django.contrib.contenttypes"),
     ("django.contrib.sessions.backends.db", "django.contrib.sessions"),
     ("django.core.paginator", None),
+    ("django.contrib.auth.backends", "django.contrib.auth"),
 )
+# Methods whose sync_to_async keeps Django's thread in the modules above.
+_THREADED_METHODS = {"django.contrib.auth.backends": frozenset({"authenticate"})}
 
 # (owner, attribute name, original value), in the order they were applied.
 _applied: list[tuple[Any, str, Any]] = []
@@ -104,6 +119,29 @@ def bridged_sync_to_async(
         )
 
     return maybe_bridged(func, fallback)
+
+
+def _threading_some(module: str) -> Callable[..., Any]:
+    """``bridged_sync_to_async`` that leaves the methods of ``_THREADED_METHODS`` to asgiref."""
+    threaded = _THREADED_METHODS[module]
+
+    def sync_to_async(
+        func: Callable[..., Any] | None = None,
+        *,
+        thread_sensitive: bool = True,
+        executor: Any = None,
+    ) -> Any:
+        if func is None:
+            return functools.partial(
+                sync_to_async, thread_sensitive=thread_sensitive, executor=executor
+            )
+        if getattr(func, "__name__", None) in threaded:
+            return asgiref_sync.sync_to_async(
+                func, thread_sensitive=thread_sensitive, executor=executor
+            )
+        return bridged_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
+
+    return sync_to_async
 
 
 def receivers_sync_to_async(
@@ -191,7 +229,10 @@ def enable_drop_in() -> None:
             modules.append(importlib.import_module(name))
     for module in modules:
         if hasattr(module, "sync_to_async"):
-            _patch(module, "sync_to_async", bridged_sync_to_async)
+            if module.__name__ in _THREADED_METHODS:
+                _patch(module, "sync_to_async", _threading_some(module.__name__))
+            else:
+                _patch(module, "sync_to_async", bridged_sync_to_async)
 
     from django.dispatch import Signal, dispatcher
 

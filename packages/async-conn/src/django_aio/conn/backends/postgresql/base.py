@@ -21,6 +21,14 @@ from .operations import DatabaseOperations
 __all__ = ["DatabaseWrapper"]
 
 
+# Django's test runner stores the serialized test database of an alias (for
+# ``serialized_rollback``) on the connection object it has at hand, and test
+# cases read it back from ``connections[alias]``. Inside the bridge that is a
+# pooled wrapper, never the one the runner wrote to, so it is kept here, by
+# alias, for every wrapper of the ENGINE in the process.
+_serialized_contents: dict[str, str] = {}
+
+
 class DatabaseWrapper(postgresql.DatabaseWrapper):
     """Django's PostgreSQL ``DatabaseWrapper``; marks an alias as usable by django_aio."""
 
@@ -28,6 +36,21 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     django_aio_bridgeable = True
     settings_dict: dict[str, Any]
     ops_class = DatabaseOperations
+
+    @property
+    def _test_serialized_contents(self) -> str:
+        try:
+            return _serialized_contents[self.alias]
+        except KeyError:
+            raise AttributeError("_test_serialized_contents") from None
+
+    @_test_serialized_contents.setter
+    def _test_serialized_contents(self, value: str) -> None:
+        _serialized_contents[self.alias] = value
+
+    @_test_serialized_contents.deleter
+    def _test_serialized_contents(self) -> None:
+        _serialized_contents.pop(self.alias, None)
 
     @property
     def pool(self) -> Any:
