@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.backends.base.base import NO_DB_ALIAS
 from django.db import connections
+from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base as postgresql
 
 from django_aio.conn._pool_options import pool_options
