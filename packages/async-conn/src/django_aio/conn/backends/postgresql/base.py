@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connections
 from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base as postgresql
 
@@ -39,6 +40,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
 
     @property
     def _test_serialized_contents(self) -> str:
+        own = self.__dict__.get("django_aio_serialized_contents")
+        if own is not None:
+            return str(own)
         try:
             return _serialized_contents[self.alias]
         except KeyError:
@@ -46,11 +50,19 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
 
     @_test_serialized_contents.setter
     def _test_serialized_contents(self, value: str) -> None:
-        _serialized_contents[self.alias] = value
+        # Only django.db.connections' own connection speaks for the alias: a
+        # test's ConnectionHandler of its own keeps what it is given.
+        if getattr(self, "django_aio_plain_class", None) is not None or (
+            getattr(connections._connections, self.alias, None) is self  # type: ignore[attr-defined]
+        ):
+            _serialized_contents[self.alias] = value
+        else:
+            self.__dict__["django_aio_serialized_contents"] = value
 
     @_test_serialized_contents.deleter
     def _test_serialized_contents(self) -> None:
-        _serialized_contents.pop(self.alias, None)
+        if self.__dict__.pop("django_aio_serialized_contents", None) is None:
+            _serialized_contents.pop(self.alias, None)
 
     @property
     def pool(self) -> Any:
