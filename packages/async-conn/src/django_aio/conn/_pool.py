@@ -56,6 +56,7 @@ from ._errors import PoolClosed, PoolTimeout, TooManyWaiting
 from ._greenlet import drive
 from ._lease import Lease, close_now, still_open
 from ._pool_options import pool_options
+from ._socket_wait import WaitingConnection
 from ._sync_facade import SyncConnection
 from ._units import Unit
 from ._wrapper import bridged_class
@@ -228,7 +229,7 @@ class AliasPool:
     async def connect(self) -> psycopg.AsyncConnection[Any]:
         """A new psycopg connection (no slot accounting); server errors become Django's."""
         try:
-            return await psycopg.AsyncConnection.connect(**self.connect_kwargs)
+            return await WaitingConnection.connect(**self.connect_kwargs)
         except psycopg.Error as exc:
             # psycopg's traceback holds the half-open libpq connection: drop it
             # so that keeping the error does not keep a server session.

@@ -33,6 +33,7 @@ from psycopg.postgres import types as pg_types
 from psycopg.pq import Format
 
 from ._greenlet import await_
+from ._socket_wait import WaitingConnection
 from ._sync_facade import AsyncServerSideClientCursor, SyncConnection, SyncCursor
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class BridgedWrapperMixin:
         # any other, and closes it with Django's ``close()``.
         server_side = self.settings_dict["OPTIONS"].get("server_side_binding") is True
         factory = psycopg.AsyncCursor if server_side else psycopg.AsyncClientCursor
-        return await_(psycopg.AsyncConnection.connect(**{**conn_params, "cursor_factory": factory}))
+        return await_(WaitingConnection.connect(**{**conn_params, "cursor_factory": factory}))
 
     def create_cursor(
         self,

@@ -1,0 +1,132 @@
+"""psycopg's async connection, waiting for the server's replies with less work per wait.
+
+Note [Waiting for a reply]
+~~~~~~~~~~~~~~~~~~~~~~~~~~
+psycopg drives each protocol exchange with a generator that says what the
+socket must become ready for, and ``AsyncConnection.wait()`` waits for that on
+the loop. Its general-purpose waiter also arms a timer for every wait (a
+``TimerHandle`` pushed on the loop's heap, then cancelled, so that each wait
+costs the loop a heap entry to skip later) and goes through a closure per wait.
+The timer serves a synchronous program's Ctrl-C and ``wait(timeout=...)``;
+under asyncio a signal wakes the loop by itself, and the bridge never passes
+a timeout. Nearly every wait of ours is the same: a query was sent, its reply
+is awaited.
+
+So ``wait()`` here handles exactly that case, waiting for the socket to be
+readable with one future and one reader callback, and hands everything else
+to psycopg's own ``wait()``, unchanged:
+
+- a wait with a timeout (psycopg's cancellation of a query uses one);
+- waiting to write (a query larger than the socket's buffer);
+- an interruption (the task cancelled while it waits): psycopg's handler
+  cancels the query on the server and reads the rest of the reply, so the
+  connection stays usable; it gets the interruption as if its own waiter had
+  seen it (``_Handover``).
+
+Like psycopg's waiter, a generator that completes without waiting (a
+``copy()`` round with data already buffered) yields to the loop once every
+few milliseconds, so a long stream does not starve the other tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator
+from time import monotonic
+from typing import Any, cast
+
+import psycopg
+from psycopg import errors
+from psycopg.rows import Row
+from psycopg.waiting import Ready, Wait
+
+__all__ = ["WaitingConnection"]
+
+_READ = Wait.R
+_READABLE = Ready.R
+# How long a run of waits that complete at once may keep the loop (psycopg's
+# own waiter uses the same bound).
+_MAX_BUSY = 0.005
+_last_yield = 0.0
+
+# Whatever psycopg's generators yield and are sent; the module's own alias
+# (psycopg.abc.PQGen) is not public.
+_Gen = Generator[Any, Any, Any]
+
+
+def _readable(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class WaitingConnection(psycopg.AsyncConnection[Row]):
+    """psycopg's ``AsyncConnection``, its waits for a reply cheaper (Note [Waiting for a reply])."""
+
+    async def wait(
+        self,
+        gen: _Gen,
+        interval: float = 0.1,
+        timeout: float | None = None,  # noqa: ASYNC109 (psycopg's signature)
+    ) -> Any:
+        """Consume ``gen``: psycopg's ``wait()``, with the common case done here."""
+        global _last_yield
+        if timeout is not None:
+            return await super().wait(gen, interval, timeout)
+        try:
+            state = next(gen)
+        except StopIteration as done:
+            if monotonic() - _last_yield >= _MAX_BUSY:
+                await asyncio.sleep(0)
+                _last_yield = monotonic()
+            return done.value
+        loop = asyncio.get_running_loop()
+        fileno = self.pgconn.socket
+        try:
+            while True:
+                if state != _READ:
+                    return await super().wait(cast(_Gen, _Handover(gen, state=state)), interval)
+                future = loop.create_future()
+                loop.add_reader(fileno, _readable, future)
+                try:
+                    await future
+                except BaseException as exc:
+                    loop.remove_reader(fileno)
+                    return await super().wait(cast(_Gen, _Handover(gen, error=exc)), interval)
+                loop.remove_reader(fileno)
+                _last_yield = monotonic()
+                state = gen.send(_READABLE)
+        except StopIteration as done:
+            return done.value
+        except OSError as exc:  # as psycopg's waiter: the socket went away
+            raise errors.OperationalError("connection socket closed") from exc
+
+
+class _Handover:
+    """``gen`` for psycopg's own ``wait()``, which starts with ``next(gen)``.
+
+    That first step returns ``state`` (what ``gen`` already asked to wait for)
+    or raises ``error`` (what interrupted our wait) instead of resuming
+    ``gen``; from then on it is ``gen`` itself.
+    """
+
+    __slots__ = ("error", "gen", "state")
+
+    def __init__(self, gen: _Gen, *, state: Any = None, error: BaseException | None = None) -> None:
+        self.gen = gen
+        self.state = state
+        self.error = error
+
+    def __iter__(self) -> _Handover:
+        return self
+
+    def __next__(self) -> Any:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        if self.state is not None:
+            state, self.state = self.state, None
+            return state
+        return next(self.gen)
+
+    def send(self, value: Any) -> Any:
+        return self.gen.send(value)

@@ -1,0 +1,70 @@
+"""Waiting for the server (Note [Waiting for a reply]): every kind of wait still ends right."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from django_aio.conn import async_connections, run_sync
+
+from .conftest import backend_pid
+
+# Far more than a socket's send buffer: sending it makes psycopg wait until
+# the socket is writable again, several times.
+BIG = 16 * 1024 * 1024
+
+
+async def test_a_query_larger_than_the_socket_buffer_is_sent_whole() -> None:
+    try:
+        async with asyncio.timeout(60), async_connections["default"].cursor() as cursor:
+            await cursor.execute("SELECT length(%s)", ["x" * BIG])
+            assert await cursor.fetchone() == (BIG,)
+    finally:
+        await async_connections.close_pools()
+
+
+async def test_a_query_larger_than_the_socket_buffer_is_sent_whole_from_the_bridge() -> None:
+    def query() -> Any:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT length(%s), 'after'", ["y" * BIG])
+            return cursor.fetchone()
+
+    try:
+        assert await asyncio.wait_for(run_sync(query), 60) == (BIG, "after")
+    finally:
+        await async_connections.close_pools()
+
+
+async def test_a_cancelled_wait_in_the_bridge_cancels_the_query_on_the_server(
+    database_options: dict[str, Any],
+) -> None:
+    database_options["pool"] = {"min_size": 1, "max_size": 1}
+    sleeping = asyncio.Event()
+
+    def sleep() -> None:
+        with connections["default"].cursor() as cursor:
+            sleeping.set()
+            cursor.execute("SELECT pg_sleep(30) -- cancelled wait")
+
+    try:
+        pid = await backend_pid()
+        task = asyncio.create_task(run_sync(sleep))
+        await asyncio.wait_for(sleeping.wait(), 10)
+        await asyncio.sleep(0.05)  # the query is on the server, its task waits
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # psycopg cancelled the query on the server and read its end, so the
+        # one pooled connection is back, idle, and the sleep is over.
+        async with async_connections["default"].cursor() as cursor:
+            await cursor.execute(
+                "SELECT pg_backend_pid(), (SELECT count(*) FROM pg_stat_activity"
+                " WHERE query LIKE '%%-- cancelled wait' AND state = 'active'"
+                " AND pid <> pg_backend_pid())"
+            )
+            assert await cursor.fetchone() == (pid, 0)
+    finally:
+        await async_connections.close_pools()
