@@ -1,0 +1,400 @@
+"""Compiled queries: a queryset turned into SQL once, then run with new values.
+
+Note [Compiled queries]
+~~~~~~~~~~~~~~~~~~~~~~~
+Most of an ``aget()`` by primary key is Django building the query (cloning
+the queryset, resolving ``pk=...`` into a lookup, joins and aliases) and
+compiling it, before anything is sent; the compiled query cache of the
+ENGINE saves only the compiling. ``CompiledQuery`` saves both: the queryset
+is built once, with ``Param("name")`` in place of each value, and compiled
+once per database alias; each run binds the values and hands the SQL to
+Django's own result iterators (``ModelIterable``, ``ValuesIterable``, ...),
+which build the objects exactly as for the queryset. The statement goes
+through Django's cursor, so query logging, ``execute_wrapper()``,
+``CaptureQueriesContext`` and transactions see it like any other.
+
+Each value is prepared as Django prepares the same value written in the
+queryset: a lookup of the same class is built on the same column with the
+value, and its right-hand side is compiled (``get_prep_value``,
+``get_db_prep_value``, a model instance turned into its key). So a ``Param``
+may be the value of a comparison lookup (``exact``, ``gt``, ``gte``, ``lt``,
+``lte``) on a column, anywhere in ``filter()``, ``exclude()`` or ``Q``;
+elsewhere its SQL could depend on the value, and it is refused.
+
+``None`` is refused: Django compiles ``field=None`` to ``IS NULL``, a
+different statement.
+
+``aget()`` and ``afirst()`` run the queryset that Django's ``get()`` and
+``first()`` would build from it (ordering dropped and at most 21 rows; by
+primary key unless ordered, one row), compiled the same way.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from typing import Any, Generic, TypeVar
+
+import django
+from django.core.exceptions import EmptyResultSet
+from django.db import connections
+from django.db.models import QuerySet
+from django.db.models.expressions import Col, Value
+from django.db.models.lookups import Lookup
+from django.db.models.query import MAX_GET_RESULTS
+from django.db.models.sql.where import WhereNode
+
+from ._dispatch import run
+
+__all__ = ["CompiledQuery", "Param"]
+
+Row = TypeVar("Row")
+
+# Set while a template compiles: a Param compiled at any other time has no value.
+_compiling: ContextVar[bool] = ContextVar("django_aio_compiling", default=False)
+
+# Django 6.0's first() leaves a queryset unordered after order_by() cleared it.
+_FIRST_KEEPS_CLEARED_ORDER = django.VERSION >= (6, 0)
+
+# Comparisons whose SQL does not depend on their value: ``= %s``, ``> %s``...
+_BINDABLE = frozenset({"exact", "gt", "gte", "lt", "lte"})
+
+
+class Param(Value):
+    """A named value of a ``CompiledQuery``, given each time it runs.
+
+    ``Book.objects.filter(author=Param("author"), pages__gte=Param("pages"))``
+    """
+
+    # A Value to Django: a lookup then writes ``= %s`` as for a plain value,
+    # not ``= (%s)`` as for other expressions, so the SQL is Django's own.
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(
+                f"Param() takes the name of a keyword argument of the compiled query's "
+                f"methods, such as Param('pk'); got {name!r}."
+            )
+        super().__init__(None)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Param({self.name!r})"
+
+    def resolve_expression(self, *args: Any, **kwargs: Any) -> Param:
+        """The Param itself: it has nothing to resolve until it gets its value."""
+        return self
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        """A placeholder whose parameter is the Param, replaced by its value on each run."""
+        # The Param itself stands for its value in the compiled parameters;
+        # CompiledQuery binds it. Run any other way, it has no value.
+        if not _compiling.get():
+            raise TypeError(
+                f"{self!r} has no value: a queryset with Param() runs through "
+                f"CompiledQuery(queryset).aget(...)/.alist(...)/.afirst(...)."
+            )
+        return "%s", [self]
+
+
+def _params_in(node: Any, found: dict[int, Lookup[Any]]) -> None:
+    """Record the lookups of ``node`` (a WHERE tree) whose value is a ``Param``.
+
+    Refuses a Param anywhere else in it: inside an expression, on a transform,
+    as the value of a lookup whose SQL depends on its value.
+    """
+    if isinstance(node, WhereNode):
+        for child in node.children:
+            _params_in(child, found)
+        return
+    if isinstance(node, Lookup) and isinstance(node.rhs, Param):
+        _check_bindable(node)
+        if id(node.rhs) in found:
+            raise TypeError(
+                f"{node.rhs!r} is the value of two lookups: use a new "
+                f"Param({node.rhs.name!r}) for each (they may share the name)."
+            )
+        found[id(node.rhs)] = node
+        _no_params_in(node.lhs)
+        return
+    _no_params_in(node)
+
+
+def _check_bindable(lookup: Lookup[Any]) -> None:
+    param = lookup.rhs
+    if lookup.lookup_name not in _BINDABLE or not isinstance(lookup.lhs, Col):
+        raise TypeError(
+            f"{param!r} is the value of a {lookup.lookup_name!r} lookup on "
+            f"{type(lookup.lhs).__name__}: a Param can only be the value of "
+            f"{', '.join(sorted(_BINDABLE))} on a model field (field=Param(...), "
+            f"field__gte=Param(...)), where the SQL does not depend on the value."
+        )
+    if lookup.lookup_name == "exact" and getattr(lookup.lhs, "conditional", False):
+        raise TypeError(
+            f"{param!r} is the value of a boolean field, {lookup.lhs.target}: Django "
+            f"writes WHERE field or WHERE NOT field, without the value, so the SQL "
+            f"depends on it; compile one query for each value."
+        )
+
+
+def _no_params_in(expression: Any) -> None:
+    if isinstance(expression, Param):
+        raise _stray(expression)
+    for source in getattr(expression, "get_source_expressions", list)():
+        if source is not None:
+            _no_params_in(source)
+
+
+def _stray(param: Param) -> TypeError:
+    return TypeError(
+        f"{param!r} is not the value of a lookup on a model field (it is in an "
+        f"expression, annotation or subquery): a Param can only be the value of "
+        f"{', '.join(sorted(_BINDABLE))} on a field, where the SQL does not depend "
+        f"on the value."
+    )
+
+
+class _Template:
+    """One variant compiled for one database alias."""
+
+    __slots__ = ("compiler_class", "compiler_state", "params", "slots", "sql")
+
+    def __init__(self, queryset: QuerySet[Any, Any], alias: str) -> None:
+        query = queryset.query.chain()  # compiling changes a query: our own copy
+        lookups: dict[int, Lookup[Any]] = {}
+        _params_in(query.where, lookups)
+        compiler = query.get_compiler(using=alias)
+        token = _compiling.set(True)
+        try:
+            sql, params = compiler.as_sql()
+        except EmptyResultSet:
+            sql, params = None, []
+        finally:
+            _compiling.reset(token)
+        self.sql: str | None = sql
+        self.params: list[Any] = list(params)
+        self.slots: list[tuple[int, str, Lookup[Any]]] = []
+        for index, value in enumerate(self.params):
+            if isinstance(value, Param):
+                lookup = lookups.get(id(value))
+                if lookup is None:
+                    raise _stray(value)
+                self.slots.append((index, value.name, lookup))
+        self.compiler_class = _bound_class(type(compiler))
+        self.compiler_state = dict(compiler.__dict__)
+
+    def compiler(self, connection: Any, values: dict[str, Any]) -> Any:
+        """A compiler of this SQL with ``values`` bound, on ``connection``."""
+        compiler = object.__new__(self.compiler_class)
+        compiler.__dict__.update(self.compiler_state)
+        compiler.connection = connection
+        params = list(self.params)
+        for index, name, lookup in self.slots:
+            params[index] = _prepared(lookup, name, values[name], compiler, connection)
+        compiler.django_aio_sql = self.sql, tuple(params)
+        return compiler
+
+
+def _prepared(lookup: Lookup[Any], name: str, value: Any, compiler: Any, connection: Any) -> Any:
+    """``value`` as Django would send it in ``lookup`` (Note [Compiled queries])."""
+    if value is None:
+        raise ValueError(
+            f"Param({name!r}) got None: Django turns field=None into IS NULL, another "
+            f"statement; compile a queryset with field__isnull=True for that."
+        )
+    if hasattr(value, "resolve_expression"):
+        raise TypeError(
+            f"Param({name!r}) got {value!r}: a Param takes plain values; write "
+            f"expressions in the queryset."
+        )
+    sql, params = type(lookup)(lookup.lhs, value).process_rhs(compiler, connection)
+    if sql != "%s" or len(params) != 1:
+        raise TypeError(
+            f"Param({name!r}) got {value!r}, which Django compiles to {sql!r}, not one value."
+        )
+    return params[0]
+
+
+_bound_classes: dict[type[Any], type[Any]] = {}
+
+
+def _bound_class(compiler_class: type[Any]) -> type[Any]:
+    bound = _bound_classes.get(compiler_class)
+    if bound is None:
+
+        def as_sql(self: Any, *args: Any, **kwargs: Any) -> tuple[str, tuple[Any, ...]]:
+            sql, params = self.django_aio_sql
+            if sql is None:
+                raise EmptyResultSet
+            return sql, params
+
+        bound = type(f"Bound{compiler_class.__name__}", (compiler_class,), {"as_sql": as_sql})
+        _bound_classes[compiler_class] = bound
+    return bound
+
+
+class _Variant:
+    """A queryset as run by one method (all rows, get(), first()), compiled per alias."""
+
+    __slots__ = ("queryset", "templates")
+
+    def __init__(self, queryset: QuerySet[Any, Any]) -> None:
+        self.queryset = queryset
+        self.templates: dict[str, _Template] = {}
+
+    def rows(self, values: dict[str, Any]) -> list[Any]:
+        queryset = self.queryset
+        alias = queryset.db
+        template = self.templates.get(alias)
+        if template is None:
+            template = self.templates[alias] = _Template(queryset, alias)
+        compiler = template.compiler(connections[alias], values)
+        running: Any = _Running(queryset, alias, compiler)
+        iterable: Iterable[Any] = queryset._iterable_class(running)  # type: ignore[assignment]
+        return list(iterable)
+
+
+class _Running:
+    """What Django's result iterators read of a queryset, with our compiler."""
+
+    __slots__ = ("_queryset", "db", "query")
+
+    def __init__(self, queryset: QuerySet[Any, Any], alias: str, compiler: Any) -> None:
+        self._queryset = queryset
+        self.db = alias
+        self.query = _RunningQuery(compiler.query, compiler)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queryset, name)
+
+
+class _RunningQuery:
+    __slots__ = ("_compiler", "_query")
+
+    def __init__(self, query: Any, compiler: Any) -> None:
+        self._query = query
+        self._compiler = compiler
+
+    def get_compiler(self, *args: Any, **kwargs: Any) -> Any:
+        return self._compiler
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._query, name)
+
+
+class CompiledQuery(Generic[Row]):
+    """A queryset compiled once, run with new ``Param`` values each time.
+
+    ``by_author = CompiledQuery(Book.objects.filter(author=Param("author")))``
+    then ``await by_author.alist(author=ann)``. See Note [Compiled queries]
+    for what it saves and what a ``Param`` may stand for.
+    """
+
+    __slots__ = ("_all", "_first", "_get", "names", "queryset")
+
+    def __init__(self, queryset: QuerySet[Any, Row]) -> None:
+        if not isinstance(queryset, QuerySet):
+            raise TypeError(
+                f"CompiledQuery() takes a QuerySet, such as "
+                f"CompiledQuery(Book.objects.filter(pk=Param('pk'))); got {queryset!r}."
+            )
+        if queryset._prefetch_related_lookups:  # type: ignore[attr-defined]
+            raise TypeError(
+                "CompiledQuery() does not run prefetch_related(): compile the queryset "
+                "without it, then prefetch on the results with "
+                "aprefetch_related_objects()."
+            )
+        lookups: dict[int, Lookup[Any]] = {}
+        _params_in(queryset.query.where, lookups)
+        for annotation in queryset.query.annotations.values():
+            _no_params_in(annotation)
+        #: The names of the values each run takes.
+        self.names = frozenset(lookup.rhs.name for lookup in lookups.values())
+        self.queryset = queryset
+        self._all = _Variant(queryset)
+        self._get: _Variant | None = None
+        self._first: _Variant | None = None
+
+    def __repr__(self) -> str:
+        return f"<CompiledQuery of {self.queryset.model.__name__}: {sorted(self.names)}>"
+
+    def _checked(self, values: dict[str, Any]) -> dict[str, Any]:
+        if values.keys() != self.names:
+            missing = sorted(self.names - values.keys())
+            unknown = sorted(values.keys() - self.names)
+            raise TypeError(
+                f"{self!r} takes exactly the values {sorted(self.names)}"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; unknown {unknown}" if unknown else "")
+                + "."
+            )
+        return values
+
+    # -- sync: for code already in the bridge, or in Django's thread ----------
+
+    def list(self, **values: Any) -> list[Row]:
+        """All rows, as iterating the queryset gives them."""
+        return self._all.rows(self._checked(values))
+
+    def get(self, **values: Any) -> Row:
+        """The one matching row, as ``QuerySet.get()``; same exceptions, same messages."""
+        if self._get is None:
+            self._get = _Variant(_for_get(self.queryset))
+        rows = self._get.rows(self._checked(values))
+        if len(rows) == 1:
+            return rows[0]  # type: ignore[no-any-return]
+        model = self.queryset.model
+        if not rows:
+            raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")
+        count = len(rows) if len(rows) < MAX_GET_RESULTS else f"more than {MAX_GET_RESULTS - 1}"
+        raise model.MultipleObjectsReturned(
+            f"get() returned more than one {model._meta.object_name} -- it returned {count}!"
+        )
+
+    def first(self, **values: Any) -> Row | None:
+        """The first row or None, as ``QuerySet.first()``."""
+        if self._first is None:
+            self._first = _Variant(_for_first(self.queryset))
+        rows = self._first.rows(self._checked(values))
+        return rows[0] if rows else None
+
+    # -- async: through the bridge ----------------------------------------------
+
+    async def alist(self, **values: Any) -> builtins.list[Row]:
+        """``list()`` from async code."""
+        return await run(self.list, **values)
+
+    async def aget(self, **values: Any) -> Row:
+        """``get()`` from async code."""
+        return await run(self.get, **values)
+
+    async def afirst(self, **values: Any) -> Row | None:
+        """``first()`` from async code."""
+        return await run(self.first, **values)
+
+    def __iter__(self) -> Iterator[Row]:
+        raise TypeError(
+            f"{self!r} is not iterable: call .list(...) or await .alist(...) with its values."
+        )
+
+
+def _for_get(queryset: QuerySet[Any, Any]) -> QuerySet[Any, Any]:
+    # What QuerySet.get() runs, built by the same steps.
+    clone = queryset._chain() if queryset.query.combinator else queryset.filter()  # type: ignore[attr-defined]
+    if queryset.query.can_filter() and not queryset.query.distinct_fields:
+        clone = clone.order_by()
+    if (
+        not clone.query.select_for_update
+        or connections[clone.db].features.supports_select_for_update_with_limit
+    ):
+        clone.query.set_limits(high=MAX_GET_RESULTS)
+    return clone
+
+
+def _for_first(queryset: QuerySet[Any, Any]) -> QuerySet[Any, Any]:
+    # What QuerySet.first() runs, built by the same steps.
+    if queryset.ordered or (_FIRST_KEEPS_CLEARED_ORDER and not queryset.query.default_ordering):
+        return queryset[:1]
+    queryset._check_ordering_first_last_queryset_aggregation(method="first")  # type: ignore[attr-defined]
+    return queryset.order_by("pk")[:1]
