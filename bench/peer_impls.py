@@ -248,6 +248,42 @@ class DjangoAioUvloop(DjangoAio):
     uvloop = True
 
 
+class DjangoAioCompiled(DjangoAio):
+    """django-aio with ``CompiledQuery`` for the reads: built and compiled once, then run."""
+
+    key = "aio_compiled"
+    title = "django-aio compiled queries"
+
+    async def start(self) -> None:
+        await super().start()
+        from peerapp.models import Item
+
+        from django_aio.orm import CompiledQuery, Param
+
+        self.by_pk = CompiledQuery(Item.objects.filter(pk=Param("pk")))
+        self.sleepy_by_pk = CompiledQuery(
+            Item.objects.extra(select={"slept": SLEEP_SQL}).filter(pk=Param("pk"))
+        )
+        self.first100 = CompiledQuery(Item.objects.order_by("id")[:100])
+        self.first100_joined = CompiledQuery(
+            Item.objects.select_related("author").order_by("id")[:100]
+        )
+
+    async def get(self, pk: int) -> Any:
+        return await self.by_pk.aget(pk=pk)
+
+    async def sleepy(self, pk: int) -> Any:
+        return await self.sleepy_by_pk.aget(pk=pk)
+
+    async def list100(self) -> Any:
+        return await self.first100.alist()
+
+    async def join(self) -> Any:
+        items = await self.first100_joined.alist()
+        assert items[0].author.name
+        return items
+
+
 class DjangoAsyncBackend(Impl):
     """django-async-backend: its own async ORM (``async_objects``) on psycopg's async connection.
 
@@ -411,6 +447,7 @@ IMPLEMENTATIONS: dict[str, type[Impl]] = {
         SQLAlchemyORM,
         DjangoAio,
         DjangoAioUvloop,
+        DjangoAioCompiled,
     )
 }
 
