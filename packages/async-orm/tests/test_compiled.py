@@ -94,7 +94,11 @@ SHAPES: dict[str, tuple[Maker, list[dict[str, Any]]]] = {
     ),
     "foreign key by instance": (
         lambda p: Book.objects.filter(author=p("a")).order_by("pk"),
-        [{"a": "@Ann"}, {"a": "@Cy"}],
+        [{"a": "@Ann"}, {"a": "@Cy"}, {"a": "#T0"}],  # a Book: refused, as by Django
+    ),
+    "reverse foreign key by instance": (
+        lambda p: Author.objects.filter(books=p("b")),
+        [{"b": "#T2"}, {"b": "@Bob"}],
     ),
     "range, ordered, sliced": (
         lambda p: Book.objects.filter(pages__gte=p("lo"), pages__lt=p("hi")).order_by("-pages")[:2],
@@ -183,10 +187,15 @@ SHAPES: dict[str, tuple[Maker, list[dict[str, Any]]]] = {
 
 
 def _resolved(values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        name: Author.objects.get(name=value[1:]) if str(value).startswith("@") else value
-        for name, value in values.items()
-    }
+    # "@Ann" is the author named Ann, "#T0" the book titled T0.
+    def resolved(value: Any) -> Any:
+        if str(value).startswith("@"):
+            return Author.objects.get(name=value[1:])
+        if str(value).startswith("#"):
+            return Book.objects.get(title=value[1:])
+        return value
+
+    return {name: resolved(value) for name, value in values.items()}
 
 
 @pytest.mark.parametrize("shape", SHAPES)

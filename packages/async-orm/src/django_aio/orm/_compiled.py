@@ -208,6 +208,11 @@ def _prepared(lookup: Lookup[Any], name: str, value: Any, compiler: Any, connect
             f"Param({name!r}) got {value!r}: a Param takes plain values; write "
             f"expressions in the queryset."
         )
+    field = lookup.lhs.output_field
+    if field.is_relation and hasattr(value, "_meta"):
+        # Django checks the instance's model when it builds the filter, not
+        # in the lookup: "Cannot query ...: Must be ... instance."
+        compiler.query.check_related_objects(field, value, field.related_model._meta)
     sql, params = type(lookup)(lookup.lhs, value).process_rhs(compiler, connection)
     if sql != "%s" or len(params) != 1:
         raise TypeError(

@@ -48,6 +48,8 @@ Django 6 runs them in a task group.
 
 The descriptors of lazy relations and deferred fields and ``QuerySet._fetch_all``
 are wrapped too, only to reword ``SynchronousOnlyOperation`` (see _guards.py).
+``Manager.aget`` runs a compiled query where that gives Django's result
+(Note [Compiled gets] in _fast_get.py).
 
 Every patch keeps the original, so turning drop-in off restores Django exactly.
 """
@@ -68,6 +70,7 @@ from django_aio.conn import run_sync
 from django_aio.conn.layers import lending, lending_var
 
 from ._dispatch import maybe_bridged
+from ._fast_get import compiled_manager_aget
 from ._guards import (
     deferred_message,
     generic_manager_message,
@@ -220,7 +223,7 @@ def enable_drop_in() -> None:
     """
     if _applied:
         return
-    from django.db.models import query, query_utils
+    from django.db.models import manager, query, query_utils
     from django.db.models.fields import related_descriptors as rd
 
     modules = [importlib.import_module(name) for name in _SYNC_TO_ASYNC_MODULES]
@@ -241,6 +244,8 @@ def enable_drop_in() -> None:
         _patch(Signal, name, _lending_dispatch(Signal.__dict__[name]))
 
     _patch(query.BaseIterable, "_async_generator", _async_generator)
+    # Note [Compiled gets]
+    _patch(manager.Manager, "aget", compiled_manager_aget(manager.Manager.aget))
     original_aiterator = query.QuerySet.__dict__["aiterator"]
 
     def aiterator(self: Any, chunk_size: int = 2000) -> Any:
