@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.db import connections
+from psycopg import OperationalError
 
 from django_aio.conn import async_connections, run_sync
 
@@ -68,3 +69,27 @@ async def test_a_cancelled_wait_in_the_bridge_cancels_the_query_on_the_server(
             assert await cursor.fetchone() == (pid, 0)
     finally:
         await async_connections.close_pools()
+
+
+async def test_closing_the_connection_ends_a_wait_on_it() -> None:
+    from django_aio.conn._socket_wait import WaitingConnection
+
+    params = connections["default"].get_connection_params()
+    params.pop("cursor_factory", None)  # Django's sync cursor
+    aconnection = await WaitingConnection.connect(**params, autocommit=True)
+    pid = aconnection.info.backend_pid
+    waiting = asyncio.create_task(aconnection.execute("SELECT pg_sleep(30)"))
+    await asyncio.sleep(0.2)
+    await aconnection.close()
+    with pytest.raises(OperationalError, match=r"^connection socket closed$"):
+        await asyncio.wait_for(waiting, 5)
+    # Its descriptor's number is free again: a new connection may get it, and
+    # the loop must not be watching it for the old one.
+    for _ in range(3):
+        other = await WaitingConnection.connect(**params, autocommit=True)
+        try:
+            # The server still sleeps for the closed one: end it.
+            cursor = await other.execute("SELECT pg_terminate_backend(%s)", [pid])
+            assert await cursor.fetchone() in ((True,), (False,))
+        finally:
+            await other.close()

@@ -217,13 +217,13 @@ def test_same_statements_and_results_as_django(library: None, shape: str) -> Non
             assert [q["sql"] for q in sql] == [q["sql"] for q in expected_sql], (method, values)
 
 
-def test_each_variant_is_compiled_once_per_alias(library: None) -> None:
+def test_each_variant_is_compiled_once_per_alias_and_time_zone(library: None) -> None:
     compiled = CompiledQuery(Author.objects.filter(pk=Param("pk")))
     assert [compiled.get(pk=n).name for n in (1, 2, 3, 1)] == ["Ann", "Bob", "Cy", "Ann"]
     assert compiled.list(pk=2)[0].name == "Bob"
     get_variant = compiled._get
     assert get_variant is not None
-    assert list(get_variant.templates) == ["default"]
+    assert list(get_variant.templates) == [("default", "UTC")]
     assert len(compiled._all.templates) == 1
 
 
@@ -451,3 +451,75 @@ def test_in_a_sync_transaction(library: None) -> None:
         assert by_name.get(name="Dee").age == 5
         transaction.set_rollback(True)
     assert by_name.first(name="Dee") is None
+
+
+# -- values that change Django's statement: run Django's way ---------------------
+
+BIG = 2**63  # past a bigint column: Django drops the condition, or the whole WHERE
+
+
+@pytest.mark.parametrize(
+    ("make", "values"),
+    [
+        (lambda p: Author.objects.filter(pk=p("pk")), {"pk": BIG}),
+        (lambda p: Author.objects.filter(pk=p("pk")), {"pk": str(BIG)}),
+        (lambda p: Author.objects.filter(age__gte=p("age")).order_by("pk"), {"age": -(2**40)}),
+        (lambda p: Author.objects.filter(age__lt=p("age")).order_by("pk"), {"age": -(2**40)}),
+        (lambda p: Author.objects.exclude(pk=p("pk")).order_by("pk"), {"pk": BIG}),
+        (
+            lambda p: Author.objects.filter(Q(pk=p("pk")) | Q(name=p("name"))).order_by("pk"),
+            {"pk": BIG, "name": "Bob"},
+        ),
+    ],
+)
+def test_integers_out_of_range_as_django(
+    library: None, make: Maker, values: dict[str, Any]
+) -> None:
+    compiled = CompiledQuery(make(Param))
+    runs: dict[str, Callable[[QuerySet[Any, Any]], Any]] = {
+        "list": list,
+        "get": QuerySet.get,
+        "first": QuerySet.first,
+    }
+    for method, run in runs.items():
+        expected = _outcome(lambda: run(make(values.__getitem__)))  # noqa: B023
+        assert _outcome(lambda: getattr(compiled, method)(**values)) == expected, method  # noqa: B023
+
+
+def test_instances_in_a_list_are_checked_as_django(library: None) -> None:
+    compiled = CompiledQuery(Author.objects.filter(books=Param("books")))
+    book = Book.objects.get(title="T0")
+    expected = _outcome(lambda: list(Author.objects.filter(books=[book])))
+    assert _outcome(lambda: compiled.list(books=[book])) == expected
+    assert expected[0] is TypeError  # Django: an int() of a list, after the model check
+    ann = Author.objects.get(name="Ann")
+    wrong = _outcome(lambda: list(Book.objects.filter(author=(Restaurant(pk=ann.pk),))))
+    compiled_fk = CompiledQuery(Book.objects.filter(author=Param("author")))
+    assert _outcome(lambda: compiled_fk.list(author=(Restaurant(pk=ann.pk),))) == wrong
+    assert wrong[0] is ValueError
+
+
+def test_select_for_update_is_checked_on_every_run(library: None) -> None:
+    compiled = CompiledQuery(Author.objects.select_for_update().filter(name=Param("name")))
+    with transaction.atomic():
+        assert compiled.get(name="Ann").age == 40
+    message = r"^select_for_update cannot be used outside of a transaction\.$"
+    with pytest.raises(transaction.TransactionManagementError, match=message):
+        compiled.get(name="Ann")
+
+
+def test_the_current_time_zone_is_the_one_of_each_run(library: None) -> None:
+    from django.db.models import DateTimeField, Value
+    from django.db.models.functions import ExtractHour
+    from django.utils import timezone
+
+    noon = datetime.datetime(2020, 1, 1, 12, tzinfo=datetime.UTC)
+    compiled = CompiledQuery(
+        Author.objects.annotate(h=ExtractHour(Value(noon, output_field=DateTimeField()))).filter(
+            name=Param("name")
+        )
+    )
+    assert compiled.get(name="Ann").h == 12  # type: ignore[attr-defined]
+    with timezone.override("Asia/Tokyo"):
+        assert compiled.get(name="Ann").h == 21  # type: ignore[attr-defined]
+    assert compiled.get(name="Ann").h == 12  # type: ignore[attr-defined]

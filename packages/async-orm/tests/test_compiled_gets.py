@@ -126,3 +126,11 @@ async def test_turned_off_with_the_query_cache() -> None:
     assert query_cache_info() == (0, 0, 0, 0)
     await Author.objects.aget(pk=ann.pk)
     assert query_cache_info() == (0, 0, 0, 0)  # compiled: no compilation at all
+
+
+async def test_an_integer_out_of_range_is_does_not_exist() -> None:
+    await Author.objects.acreate(name="Ann", age=40)
+    for pk in (2**63, str(2**63), -(2**63) - 1):
+        with pytest.raises(Author.DoesNotExist, match=r"^Author matching query does not exist\.$"):
+            await Author.objects.aget(pk=pk)
+    assert (await Author.objects.aget(age__gte=-(2**40))).name == "Ann"

@@ -169,3 +169,26 @@ async def test_no_thread_runs_orm_work_in_drop_in_mode(
     assert hops == []
     assert sql_log.threads() == {main}
     assert receiver_threads == [main, main]
+
+
+@pytest.mark.threads_allowed
+@pytest.mark.aio_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_compiled_queries_on_other_engines_keep_djangos_thread(sql_log: SqlLog) -> None:
+    from django_aio.orm import CompiledQuery, Param
+
+    main = threading.get_ident()
+    settings_dict = connections.settings["other"]
+    engine = settings_dict["ENGINE"]
+    settings_dict["ENGINE"] = "django.db.backends.postgresql"
+    try:
+        await Author.objects.using("other").acreate(name="plain")
+        by_name = CompiledQuery(Author.objects.using("other").filter(name=Param("name")))
+        assert (await by_name.aget(name="plain")).name == "plain"
+        assert (await Author.objects.db_manager("other").aget(name="plain")).name == "plain"
+        await Author.objects.using("other").all().adelete()
+    finally:
+        settings_dict["ENGINE"] = engine
+    selects = [(thread, sql) for thread, _, sql in sql_log.entries if '"name" = %s' in sql]
+    assert len(selects) == 2
+    assert all(thread != main for thread, _ in selects), "the plain ENGINE alias runs in a thread"

@@ -23,6 +23,13 @@ to psycopg's own ``wait()``, unchanged:
   connection stays usable; it gets the interruption as if its own waiter had
   seen it (``_Handover``).
 
+psycopg's timer also ends a wait when the connection is closed meanwhile
+(from another task): the loop stops reporting a closed descriptor, so a wait
+on it would never end. ``close()`` here ends such a wait itself, with
+psycopg's ``OperationalError("connection socket closed")``, after removing
+its reader and before the descriptor is closed (whose number a new
+connection may get at once).
+
 Like psycopg's waiter, a generator that completes without waiting (a
 ``copy()`` round with data already buffered) yields to the loop once every
 few milliseconds, so a long stream does not starve the other tasks.
@@ -59,8 +66,32 @@ def _readable(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+# What psycopg's own wait() turns into a cancel on the server.
+_INTERRUPTIONS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
+
+
+class _Read:
+    """One wait for the socket to be readable: its reader and its future."""
+
+    __slots__ = ("fileno", "future", "loop", "registered")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fileno: int) -> None:
+        self.loop = loop
+        self.fileno = fileno
+        self.future = loop.create_future()
+        loop.add_reader(fileno, _readable, self.future)
+        self.registered = True
+
+    def stop(self) -> None:
+        if self.registered:
+            self.registered = False
+            self.loop.remove_reader(self.fileno)
+
+
 class WaitingConnection(psycopg.AsyncConnection[Row]):
     """psycopg's ``AsyncConnection``, its waits for a reply cheaper (Note [Waiting for a reply])."""
+
+    _django_aio_read: _Read | None = None
 
     async def wait(
         self,
@@ -85,20 +116,36 @@ class WaitingConnection(psycopg.AsyncConnection[Row]):
             while True:
                 if state != _READ:
                     return await super().wait(cast(_Gen, _Handover(gen, state=state)), interval)
-                future = loop.create_future()
-                loop.add_reader(fileno, _readable, future)
+                read = self._django_aio_read = _Read(loop, fileno)
                 try:
-                    await future
+                    await read.future
                 except BaseException as exc:
-                    loop.remove_reader(fileno)
-                    return await super().wait(cast(_Gen, _Handover(gen, error=exc)), interval)
-                loop.remove_reader(fileno)
+                    read.stop()
+                    self._django_aio_read = None
+                    if isinstance(exc, _INTERRUPTIONS):
+                        handover = _Handover(gen, error=exc)
+                        return await super().wait(cast(_Gen, handover), interval)
+                    raise
+                read.stop()
+                self._django_aio_read = None
                 _last_yield = monotonic()
                 state = gen.send(_READABLE)
         except StopIteration as done:
             return done.value
         except OSError as exc:  # as psycopg's waiter: the socket went away
             raise errors.OperationalError("connection socket closed") from exc
+
+    async def close(self) -> None:
+        """psycopg's ``close()``; a wait in progress ends with ``OperationalError``."""
+        read = self._django_aio_read
+        if read is not None:
+            # Before the descriptor is closed: its number can be reused at
+            # once, and the loop must not keep watching it for us.
+            self._django_aio_read = None
+            read.stop()
+            if not read.future.done():
+                read.future.set_exception(errors.OperationalError("connection socket closed"))
+        await super().close()
 
 
 class _Handover:

@@ -33,126 +33,35 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Iterator
-from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
 import django
+from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import QuerySet
-from django.db.models.expressions import Col, Value
 from django.db.models.lookups import Lookup
 from django.db.models.query import MAX_GET_RESULTS
-from django.db.models.sql.where import WhereNode
+from django.utils import timezone
 
-from ._dispatch import run
+from ._dispatch import run_on
+from ._param import (
+    Param,
+    Unbindable,
+    compiling,
+    no_params_in,
+    params_in,
+    prepared,
+    stray,
+    substituted,
+)
 
 __all__ = ["CompiledQuery", "Param"]
 
 Row = TypeVar("Row")
 
-# Set while a template compiles: a Param compiled at any other time has no value.
-_compiling: ContextVar[bool] = ContextVar("django_aio_compiling", default=False)
-
 # Django 6.0's first() leaves a queryset unordered after order_by() cleared it.
 _FIRST_KEEPS_CLEARED_ORDER = django.VERSION >= (6, 0)
-
-# Comparisons whose SQL does not depend on their value: ``= %s``, ``> %s``...
-_BINDABLE = frozenset({"exact", "gt", "gte", "lt", "lte"})
-
-
-class Param(Value):
-    """A named value of a ``CompiledQuery``, given each time it runs.
-
-    ``Book.objects.filter(author=Param("author"), pages__gte=Param("pages"))``
-    """
-
-    # A Value to Django: a lookup then writes ``= %s`` as for a plain value,
-    # not ``= (%s)`` as for other expressions, so the SQL is Django's own.
-
-    def __init__(self, name: str) -> None:
-        if not isinstance(name, str) or not name.isidentifier():
-            raise TypeError(
-                f"Param() takes the name of a keyword argument of the compiled query's "
-                f"methods, such as Param('pk'); got {name!r}."
-            )
-        super().__init__(None)
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"Param({self.name!r})"
-
-    def resolve_expression(self, *args: Any, **kwargs: Any) -> Param:
-        """The Param itself: it has nothing to resolve until it gets its value."""
-        return self
-
-    def as_sql(self, compiler: Any, connection: Any) -> Any:
-        """A placeholder whose parameter is the Param, replaced by its value on each run."""
-        # The Param itself stands for its value in the compiled parameters;
-        # CompiledQuery binds it. Run any other way, it has no value.
-        if not _compiling.get():
-            raise TypeError(
-                f"{self!r} has no value: a queryset with Param() runs through "
-                f"CompiledQuery(queryset).aget(...)/.alist(...)/.afirst(...)."
-            )
-        return "%s", [self]
-
-
-def _params_in(node: Any, found: dict[int, Lookup[Any]]) -> None:
-    """Record the lookups of ``node`` (a WHERE tree) whose value is a ``Param``.
-
-    Refuses a Param anywhere else in it: inside an expression, on a transform,
-    as the value of a lookup whose SQL depends on its value.
-    """
-    if isinstance(node, WhereNode):
-        for child in node.children:
-            _params_in(child, found)
-        return
-    if isinstance(node, Lookup) and isinstance(node.rhs, Param):
-        _check_bindable(node)
-        if id(node.rhs) in found:
-            raise TypeError(
-                f"{node.rhs!r} is the value of two lookups: use a new "
-                f"Param({node.rhs.name!r}) for each (they may share the name)."
-            )
-        found[id(node.rhs)] = node
-        _no_params_in(node.lhs)
-        return
-    _no_params_in(node)
-
-
-def _check_bindable(lookup: Lookup[Any]) -> None:
-    param = lookup.rhs
-    if lookup.lookup_name not in _BINDABLE or not isinstance(lookup.lhs, Col):
-        raise TypeError(
-            f"{param!r} is the value of a {lookup.lookup_name!r} lookup on "
-            f"{type(lookup.lhs).__name__}: a Param can only be the value of "
-            f"{', '.join(sorted(_BINDABLE))} on a model field (field=Param(...), "
-            f"field__gte=Param(...)), where the SQL does not depend on the value."
-        )
-    if lookup.lookup_name == "exact" and getattr(lookup.lhs, "conditional", False):
-        raise TypeError(
-            f"{param!r} is the value of a boolean field, {lookup.lhs.target}: Django "
-            f"writes WHERE field or WHERE NOT field, without the value, so the SQL "
-            f"depends on it; compile one query for each value."
-        )
-
-
-def _no_params_in(expression: Any) -> None:
-    if isinstance(expression, Param):
-        raise _stray(expression)
-    for source in getattr(expression, "get_source_expressions", list)():
-        if source is not None:
-            _no_params_in(source)
-
-
-def _stray(param: Param) -> TypeError:
-    return TypeError(
-        f"{param!r} is not the value of a lookup on a model field (it is in an "
-        f"expression, annotation or subquery): a Param can only be the value of "
-        f"{', '.join(sorted(_BINDABLE))} on a field, where the SQL does not depend "
-        f"on the value."
-    )
 
 
 class _Template:
@@ -163,15 +72,15 @@ class _Template:
     def __init__(self, queryset: QuerySet[Any, Any], alias: str) -> None:
         query = queryset.query.chain()  # compiling changes a query: our own copy
         lookups: dict[int, Lookup[Any]] = {}
-        _params_in(query.where, lookups)
+        params_in(query.where, lookups)
         compiler = query.get_compiler(using=alias)
-        token = _compiling.set(True)
+        token = compiling.set(True)
         try:
             sql, params = compiler.as_sql()
         except EmptyResultSet:
             sql, params = None, []
         finally:
-            _compiling.reset(token)
+            compiling.reset(token)
         self.sql: str | None = sql
         self.params: list[Any] = list(params)
         self.slots: list[tuple[int, str, Lookup[Any]]] = []
@@ -179,7 +88,7 @@ class _Template:
             if isinstance(value, Param):
                 lookup = lookups.get(id(value))
                 if lookup is None:
-                    raise _stray(value)
+                    raise stray(value)
                 self.slots.append((index, value.name, lookup))
         self.compiler_class = _bound_class(type(compiler))
         self.compiler_state = dict(compiler.__dict__)
@@ -191,34 +100,9 @@ class _Template:
         compiler.connection = connection
         params = list(self.params)
         for index, name, lookup in self.slots:
-            params[index] = _prepared(lookup, name, values[name], compiler, connection)
+            params[index] = prepared(lookup, name, values[name], compiler, connection)
         compiler.django_aio_sql = self.sql, tuple(params)
         return compiler
-
-
-def _prepared(lookup: Lookup[Any], name: str, value: Any, compiler: Any, connection: Any) -> Any:
-    """``value`` as Django would send it in ``lookup`` (Note [Compiled queries])."""
-    if value is None:
-        raise ValueError(
-            f"Param({name!r}) got None: Django turns field=None into IS NULL, another "
-            f"statement; compile a queryset with field__isnull=True for that."
-        )
-    if hasattr(value, "resolve_expression"):
-        raise TypeError(
-            f"Param({name!r}) got {value!r}: a Param takes plain values; write "
-            f"expressions in the queryset."
-        )
-    field = lookup.lhs.output_field
-    if field.is_relation and hasattr(value, "_meta"):
-        # Django checks the instance's model when it builds the filter, not
-        # in the lookup: "Cannot query ...: Must be ... instance."
-        compiler.query.check_related_objects(field, value, field.related_model._meta)
-    sql, params = type(lookup)(lookup.lhs, value).process_rhs(compiler, connection)
-    if sql != "%s" or len(params) != 1:
-        raise TypeError(
-            f"Param({name!r}) got {value!r}, which Django compiles to {sql!r}, not one value."
-        )
-    return params[0]
 
 
 _bound_classes: dict[type[Any], type[Any]] = {}
@@ -246,18 +130,33 @@ class _Variant:
 
     def __init__(self, queryset: QuerySet[Any, Any]) -> None:
         self.queryset = queryset
-        self.templates: dict[str, _Template] = {}
+        # By alias and time zone: Django writes the current time zone into
+        # the SQL of date functions (AT TIME ZONE %s).
+        self.templates: dict[tuple[str, str | None], _Template] = {}
 
     def rows(self, values: dict[str, Any]) -> list[Any]:
         queryset = self.queryset
+        if queryset.query.select_for_update:
+            # Its compilation checks that a transaction is open: every time.
+            return self.django_rows(values)
         alias = queryset.db
-        template = self.templates.get(alias)
+        key = (alias, timezone.get_current_timezone_name() if settings.USE_TZ else None)
+        template = self.templates.get(key)
         if template is None:
-            template = self.templates[alias] = _Template(queryset, alias)
-        compiler = template.compiler(connections[alias], values)
+            template = self.templates[key] = _Template(queryset, alias)
+        try:
+            compiler = template.compiler(connections[alias], values)
+        except Unbindable:
+            return self.django_rows(values)
         running: Any = _Running(queryset, alias, compiler)
         iterable: Iterable[Any] = queryset._iterable_class(running)  # type: ignore[assignment]
         return list(iterable)
+
+    def django_rows(self, values: dict[str, Any]) -> list[Any]:
+        """The rows as Django gets them: the queryset with the values in, compiled now."""
+        clone = self.queryset._chain()  # type: ignore[attr-defined]
+        substituted(clone.query.where, values, clone.query)
+        return list(clone)
 
 
 class _Running:
@@ -311,9 +210,9 @@ class CompiledQuery(Generic[Row]):
                 "aprefetch_related_objects()."
             )
         lookups: dict[int, Lookup[Any]] = {}
-        _params_in(queryset.query.where, lookups)
+        params_in(queryset.query.where, lookups)
         for annotation in queryset.query.annotations.values():
-            _no_params_in(annotation)
+            no_params_in(annotation)
         #: The names of the values each run takes.
         self.names = frozenset(lookup.rhs.name for lookup in lookups.values())
         self.queryset = queryset
@@ -368,15 +267,15 @@ class CompiledQuery(Generic[Row]):
 
     async def alist(self, **values: Any) -> builtins.list[Row]:
         """``list()`` from async code."""
-        return await run(self.list, **values)
+        return await run_on(self.queryset.db, self.list, **values)
 
     async def aget(self, **values: Any) -> Row:
         """``get()`` from async code."""
-        return await run(self.get, **values)
+        return await run_on(self.queryset.db, self.get, **values)
 
     async def afirst(self, **values: Any) -> Row | None:
         """``first()`` from async code."""
-        return await run(self.first, **values)
+        return await run_on(self.queryset.db, self.first, **values)
 
     def __iter__(self) -> Iterator[Row]:
         raise TypeError(

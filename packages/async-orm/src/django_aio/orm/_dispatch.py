@@ -13,7 +13,7 @@ from django.db import DEFAULT_DB_ALIAS, router
 
 from django_aio.conn import bridgeable, run_sync
 
-__all__ = ["alias_of", "maybe_bridged", "run"]
+__all__ = ["alias_of", "maybe_bridged", "run", "run_on"]
 
 T = TypeVar("T")
 
@@ -52,6 +52,13 @@ async def run(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     Django's thread (``sync_to_async``) when its alias's ENGINE is not django_aio's.
     """
     if _bridges(fn, args):
+        return await run_sync(fn, *args, **kwargs)
+    return await sync_to_async(fn)(*args, **kwargs)
+
+
+async def run_on(alias: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``run()`` for ORM code known to use ``alias``."""
+    if bridgeable() or bridgeable(alias):
         return await run_sync(fn, *args, **kwargs)
     return await sync_to_async(fn)(*args, **kwargs)
 
