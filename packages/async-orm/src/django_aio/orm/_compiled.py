@@ -24,6 +24,16 @@ elsewhere its SQL could depend on the value, and it is refused.
 ``None`` is refused: Django compiles ``field=None`` to ``IS NULL``, a
 different statement.
 
+A few values do change the statement even there: an integer outside its
+column's range (Django drops the condition, or the whole WHERE clause), a
+list for an array column (one parameter per item). Binding notices (the
+lookup's right-hand side is not one ``%s``, or raises ``EmptyResultSet`` /
+``FullResultSet``), and that run is Django's own: the queryset with those
+lookups built from the values, compiled as usual. So is every run of a
+``select_for_update()`` queryset, whose compilation checks that a
+transaction is open. Templates are kept per alias and per current time
+zone, which Django writes into the SQL of date functions.
+
 ``aget()`` and ``afirst()`` run the queryset that Django's ``get()`` and
 ``first()`` would build from it (ordering dropped and at most 21 rows; by
 primary key unless ordered, one row), compiled the same way.
