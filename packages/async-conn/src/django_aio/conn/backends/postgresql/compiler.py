@@ -44,7 +44,6 @@ from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db.backends.postgresql.compiler import (  # pyright: ignore[reportMissingImports]
     SQLAggregateCompiler,
     SQLDeleteCompiler,
-    SQLInsertCompiler,
     SQLUpdateCompiler,
 )
 from django.db.backends.postgresql.compiler import (  # pyright: ignore[reportMissingImports]
@@ -52,6 +51,8 @@ from django.db.backends.postgresql.compiler import (  # pyright: ignore[reportMi
 )
 from django.db.models.expressions import Col
 from django.db.models.sql.datastructures import BaseTable, Join
+
+from .insert import SQLInsertCompiler
 
 __all__ = [
     "QueryCacheInfo",
