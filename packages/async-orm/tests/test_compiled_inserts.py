@@ -158,3 +158,18 @@ def test_the_parameters_are_each_insert_s_own() -> None:
     assert sorted(Author.objects.values_list("name", "age")) == [
         (f"author {n}", 20 + n) for n in range(1, 6)
     ]
+
+
+def test_a_renamed_table_is_a_new_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    _author(1)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE renamed_author (LIKE orm_testapp_author INCLUDING ALL)")
+    try:
+        monkeypatch.setattr(Author._meta, "db_table", "renamed_author")
+        with CaptureQueriesContext(connection) as sql:
+            _author(2)
+        assert sql.captured_queries[0]["sql"].startswith('INSERT INTO "renamed_author"')
+    finally:
+        monkeypatch.undo()
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE renamed_author")

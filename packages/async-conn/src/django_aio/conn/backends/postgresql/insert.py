@@ -8,16 +8,17 @@ model every time, and writing it is about a fifth of Django's CPU time for
 the insert. The compiler keeps it per model, columns, returned fields and
 alias, and reuses it when each value is a plain value:
 
-- the values are computed exactly as Django computes them, by its own
-  ``pre_save_val()`` (once per field, as Django calls it: ``auto_now`` and
-  custom ``pre_save()`` run once) and ``prepare_value()``;
+- the values are computed exactly as Django computes them, field by field,
+  by its own ``pre_save_val()`` and ``prepare_value()``, once each
+  (``auto_now``, a custom ``pre_save()`` or ``get_db_prep_save()`` run once);
 - shapes Django writes differently are never cached: several objects,
   ``ON CONFLICT``, a field with a database default or a placeholder of its
   own (``get_placeholder``), no field at all;
 - a value that is an expression (``obj.field = F(...)`` or ``Now()``) is
-  compiled by Django, with the values computed already;
+  compiled by Django, handed the values computed already;
 - Django's SQL is stored only when its parameters are exactly our values
-  (then the returned fields' own), in one statement.
+  (then the returned fields' own), in one statement;
+- the key holds the table's and the columns' names, which code may change.
 
 ``DJANGO_AIO_QUERY_CACHE = False`` turns it off with the SELECT cache.
 """
@@ -62,7 +63,14 @@ class SQLInsertCompiler(PostgreSQLInsertCompiler):
             return super().as_sql()
         fields = list(query.fields)
         returning = tuple(self.returning_fields or ())
-        key = (query.model, tuple(fields), returning, self.connection.alias)
+        # Names too: code may rename a table or a column at run time.
+        key = (
+            query.model,
+            query.get_meta().db_table,
+            tuple([(field, field.column) for field in fields]),
+            tuple([(field, field.column) for field in returning]),
+            self.connection.alias,
+        )
         entry: Any = _inserts.get(key, _UNSEEN)
         if entry is _UNSEEN and not _cacheable_fields(fields):
             entry = _inserts[key] = None
@@ -71,14 +79,17 @@ class SQLInsertCompiler(PostgreSQLInsertCompiler):
         obj = query.objs[0]
         pre_save: Any = self.pre_save_val
         prepare: Any = self.prepare_value
-        raw = [pre_save(field, obj) for field in fields]
-        values = [prepare(field, value) for field, value in zip(fields, raw, strict=True)]
+        raw, values = [], []
+        for field in fields:  # field by field, as Django does
+            value = pre_save(field, obj)
+            raw.append(value)
+            values.append(prepare(field, value))
         if any(hasattr(value, "as_sql") for value in values):
-            return self._as_django([raw])
+            return self._as_django(fields, raw, values)
         if entry is not _UNSEEN:
             sql, self.returning_params = entry
             return [(sql, (*values, *self.returning_params))]
-        statements = self._as_django([raw])
+        statements = self._as_django(fields, raw, values)
         cached: tuple[str, tuple[Any, ...]] | None = None
         if len(statements) == 1:
             sql, params = statements[0]
@@ -90,13 +101,14 @@ class SQLInsertCompiler(PostgreSQLInsertCompiler):
         _inserts[key] = cached
         return statements
 
-    def _as_django(self, raw: list[list[Any]]) -> Any:
-        # Django's as_sql() with the values pre_save() gave already: it must
-        # not run twice.
-        fields = list(self.query.fields)
-        by_field = {id(field): value for field, value in zip(fields, raw[0], strict=True)}
-        self.pre_save_val = lambda field, obj: by_field[id(field)]
+    def _as_django(self, fields: list[Any], raw: list[Any], values: list[Any]) -> Any:
+        # Django's as_sql() with the values computed already: pre_save() and
+        # get_db_prep_save() must not run twice.
+        raws = {id(field): value for field, value in zip(fields, raw, strict=True)}
+        prepared = {id(field): value for field, value in zip(fields, values, strict=True)}
+        self.pre_save_val = lambda field, obj: raws[id(field)]
+        self.prepare_value = lambda field, value: prepared[id(field)]
         try:
             return super().as_sql()
         finally:
-            del self.pre_save_val
+            del self.pre_save_val, self.prepare_value
