@@ -45,6 +45,29 @@ def database(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
 
 
+def fill_library() -> None:
+    """Three authors, two tags, four books, a restaurant: the query-shape tests' data."""
+    import datetime
+
+    from orm_testapp.models import Author, Book, Restaurant, Tag
+
+    ann = Author.objects.create(name="Ann", age=40)
+    bob = Author.objects.create(name="Bob", age=25)
+    cy = Author.objects.create(name="Cy", age=60)
+    red, blue = Tag.objects.create(name="red"), Tag.objects.create(name="blue")
+    for n, (author, editor) in enumerate([(ann, bob), (ann, None), (bob, cy), (cy, ann)]):
+        book = Book.objects.create(
+            title=f"T{n}",
+            author=author,
+            editor=editor,
+            pages=100 * (n + 1),
+            published=n % 2 == 0,
+            written=datetime.date(2000 + n, 1, 1),
+        )
+        book.tags.set([red] if n % 2 else [red, blue])
+    Restaurant.objects.create(name="Luigi", serves_pizza=True)
+
+
 class SqlLog:
     """Where each SQL statement ran: ``(thread id, in the bridge?, sql)``."""
 

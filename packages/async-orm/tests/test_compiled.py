@@ -18,11 +18,13 @@ import pytest
 from django.db import connection, connections, transaction
 from django.db.models import Count, Q, QuerySet
 from django.test.utils import CaptureQueriesContext
-from orm_testapp.models import Author, AuthorProxy, Book, Restaurant, Tag
+from orm_testapp.models import Author, AuthorProxy, Book, Restaurant
 
 from django_aio.atomic import async_atomic
 from django_aio.conn import async_connections, run_sync
 from django_aio.orm import CompiledQuery, Param
+
+from .conftest import fill_library
 
 # The comparison runs Django's own sync path next to the compiled one.
 pytestmark = pytest.mark.threads_allowed
@@ -30,27 +32,9 @@ pytestmark = pytest.mark.threads_allowed
 Maker = Callable[[Callable[[str], Any]], QuerySet[Any, Any]]
 
 
-def _library() -> None:
-    ann = Author.objects.create(name="Ann", age=40)
-    bob = Author.objects.create(name="Bob", age=25)
-    cy = Author.objects.create(name="Cy", age=60)
-    red, blue = Tag.objects.create(name="red"), Tag.objects.create(name="blue")
-    for n, (author, editor) in enumerate([(ann, bob), (ann, None), (bob, cy), (cy, ann)]):
-        book = Book.objects.create(
-            title=f"T{n}",
-            author=author,
-            editor=editor,
-            pages=100 * (n + 1),
-            published=n % 2 == 0,
-            written=datetime.date(2000 + n, 1, 1),
-        )
-        book.tags.set([red] if n % 2 else [red, blue])
-    Restaurant.objects.create(name="Luigi", serves_pizza=True)
-
-
 @pytest.fixture
 def library() -> None:
-    _library()
+    fill_library()
 
 
 def _row(row: Any) -> Any:
@@ -231,7 +215,7 @@ def test_each_variant_is_compiled_once_per_alias_and_time_zone(library: None) ->
 
 
 async def test_aget_alist_afirst_in_the_bridge() -> None:
-    await run_sync(_library)
+    await run_sync(fill_library)
     by_author = CompiledQuery(Book.objects.filter(author__name=Param("name")).order_by("pages"))
     assert [b.title for b in await by_author.alist(name="Ann")] == ["T0", "T1"]
     first = await by_author.afirst(name="Cy")
@@ -251,7 +235,7 @@ async def test_aget_alist_afirst_in_the_bridge() -> None:
 
 
 async def test_concurrent_runs_get_their_own_values() -> None:
-    await run_sync(_library)
+    await run_sync(fill_library)
     by_pages = CompiledQuery(Book.objects.filter(pages=Param("pages")))
     results = await asyncio.gather(*(by_pages.aget(pages=100 * (n % 4 + 1)) for n in range(40)))
     assert [b.pages for b in results] == [100 * (n % 4 + 1) for n in range(40)]
@@ -298,7 +282,7 @@ async def test_cancelled_while_the_server_runs_it() -> None:
 
 
 async def test_the_statement_is_logged_and_wrapped_as_any_other() -> None:
-    await run_sync(_library)
+    await run_sync(fill_library)
     by_pk = CompiledQuery(Author.objects.filter(pk=Param("pk")))
     cy = await Author.objects.aget(name="Cy")
     seen: list[tuple[str, Any]] = []

@@ -8,7 +8,6 @@ that a hit really rebinds them.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,27 +20,15 @@ from orm_testapp.models import Author, AuthorProxy, Book, Restaurant, Tag
 
 from django_aio.conn.backends.postgresql.compiler import clear_query_cache, query_cache_info
 
+from .conftest import fill_library
+
 # The sync tests run Django's own sync path, which uses the same compiler.
 pytestmark = pytest.mark.threads_allowed
 
 
 @pytest.fixture
 def library() -> Iterator[None]:
-    ann = Author.objects.create(name="Ann", age=40)
-    bob = Author.objects.create(name="Bob", age=25)
-    cy = Author.objects.create(name="Cy", age=60)
-    red, blue = Tag.objects.create(name="red"), Tag.objects.create(name="blue")
-    for n, (author, editor) in enumerate([(ann, bob), (ann, None), (bob, cy), (cy, ann)]):
-        book = Book.objects.create(
-            title=f"T{n}",
-            author=author,
-            editor=editor,
-            pages=100 * (n + 1),
-            published=n % 2 == 0,
-            written=datetime.date(2000 + n, 1, 1),
-        )
-        book.tags.set([red] if n % 2 else [red, blue])
-    Restaurant.objects.create(name="Luigi", serves_pizza=True)
+    fill_library()
     clear_query_cache()
     yield
     clear_query_cache()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -73,21 +75,28 @@ def test_the_setting_turns_drop_in_off_and_on() -> None:
     assert drop_in_enabled()
 
 
+@contextmanager
+def _plain_engine(alias: str) -> Iterator[None]:
+    """``alias`` on Django's own PostgreSQL ENGINE for a block: not bridgeable."""
+    settings_dict = connections.settings[alias]
+    engine = settings_dict["ENGINE"]
+    settings_dict["ENGINE"] = "django.db.backends.postgresql"
+    try:
+        yield
+    finally:
+        settings_dict["ENGINE"] = engine
+
+
 @pytest.mark.threads_allowed
 @pytest.mark.aio_db(transaction=True)
 @pytest.mark.usefixtures("close_thread_connections")
 async def test_aliases_on_other_engines_keep_djangos_thread(sql_log: SqlLog) -> None:
     main = threading.get_ident()
-    settings_dict = connections.settings["other"]
-    engine = settings_dict["ENGINE"]
-    settings_dict["ENGINE"] = "django.db.backends.postgresql"
-    try:
+    with _plain_engine("other"):
         await Author.objects.using("other").acreate(name="plain")
         assert [a.name async for a in Author.objects.using("other").aiterator()] == ["plain"]
         await Author.objects.using("other").all().adelete()
         await Author.objects.acount()
-    finally:
-        settings_dict["ENGINE"] = engine
     other_threads = {thread for thread, _, sql in sql_log.entries if "orm_testapp" in sql}
     assert other_threads - {main}, "the plain ENGINE alias should run in a thread"
     bridged = [sql for thread, in_bridge, sql in sql_log.entries if in_bridge]
@@ -178,17 +187,12 @@ async def test_compiled_queries_on_other_engines_keep_djangos_thread(sql_log: Sq
     from django_aio.orm import CompiledQuery, Param
 
     main = threading.get_ident()
-    settings_dict = connections.settings["other"]
-    engine = settings_dict["ENGINE"]
-    settings_dict["ENGINE"] = "django.db.backends.postgresql"
-    try:
+    with _plain_engine("other"):
         await Author.objects.using("other").acreate(name="plain")
         by_name = CompiledQuery(Author.objects.using("other").filter(name=Param("name")))
         assert (await by_name.aget(name="plain")).name == "plain"
         assert (await Author.objects.db_manager("other").aget(name="plain")).name == "plain"
         await Author.objects.using("other").all().adelete()
-    finally:
-        settings_dict["ENGINE"] = engine
     selects = [(thread, sql) for thread, _, sql in sql_log.entries if '"name" = %s' in sql]
     assert len(selects) == 2
     assert all(thread != main for thread, _ in selects), "the plain ENGINE alias runs in a thread"
