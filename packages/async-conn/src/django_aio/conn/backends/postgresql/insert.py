@@ -8,9 +8,10 @@ model every time, and writing it is about a fifth of Django's CPU time for
 the insert. The compiler keeps it per model, columns, returned fields and
 alias, and reuses it when each value is a plain value:
 
-- the values are computed exactly as Django computes them, field by field,
-  by its own ``pre_save_val()`` and ``prepare_value()``, once each
-  (``auto_now``, a custom ``pre_save()`` or ``get_db_prep_save()`` run once);
+- the values are computed exactly as Django's compiler computes them, field
+  by field, by its own ``pre_save_val()`` and ``prepare_value()``, and only
+  once (a custom ``pre_save()`` or ``get_db_prep_save()`` runs as often as
+  in Django);
 - shapes Django writes differently are never cached: several objects,
   ``ON CONFLICT``, a field with a database default or a placeholder of its
   own (``get_placeholder``), no field at all;
