@@ -45,6 +45,10 @@ sends the sync receivers to the bridge when there is one, to Django's thread
 otherwise. The window also lets the ``async def`` receivers use the block's
 connection: Django 5.2 gathers them (and the sync batch) as child tasks, and
 Django 6 runs them in a task group.
+Django's own receivers of ``request_started`` and ``request_finished``, and
+the ASGI handler's ``response.close()``, run on the loop when they have
+nothing to close: no thread per request (Note [Request housekeeping] in
+_housekeeping.py).
 
 The descriptors of lazy relations and deferred fields and ``QuerySet._fetch_all``
 are wrapped too, only to reword ``SynchronousOnlyOperation`` (see _guards.py).
@@ -79,6 +83,7 @@ from ._guards import (
     queryset_message,
     relation_message,
 )
+from ._housekeeping import housekeeping_only, response_sync_to_async
 from ._iteration import aiterator as iterate_queryset
 from ._iteration import iterate_chunks
 
@@ -237,11 +242,14 @@ def enable_drop_in() -> None:
             else:
                 _patch(module, "sync_to_async", bridged_sync_to_async)
 
+    from django.core.handlers import asgi as asgi_handlers
     from django.dispatch import Signal, dispatcher
 
     _patch(dispatcher, "sync_to_async", receivers_sync_to_async)
-    for name in ("asend", "asend_robust"):
-        _patch(Signal, name, _lending_dispatch(Signal.__dict__[name]))
+    for name, sync_name in (("asend", "send"), ("asend_robust", "send_robust")):
+        _patch(Signal, name, _lending_dispatch(Signal.__dict__[name], Signal.__dict__[sync_name]))
+    # Note [Request housekeeping]
+    _patch(asgi_handlers, "sync_to_async", response_sync_to_async)
 
     _patch(query.BaseIterable, "_async_generator", _async_generator)
     # Note [Compiled gets]
@@ -315,10 +323,18 @@ def enable_drop_in() -> None:
         )
 
 
-def _lending_dispatch(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``Signal.asend``/``asend_robust`` whose receivers may use the caller's transaction."""
+def _lending_dispatch(
+    original: Callable[..., Any], sync_original: Callable[..., Any]
+) -> Callable[..., Any]:
+    """``Signal.asend``/``asend_robust`` whose receivers may use the caller's transaction.
+
+    Django's own request housekeeping runs on the loop, with ``send()`` or
+    ``send_robust()``, when it has nothing to do (Note [Request housekeeping]).
+    """
 
     async def dispatch(self: Any, sender: Any, **named: Any) -> Any:
+        if housekeeping_only(self, sender):
+            return sync_original(self, sender, **named)
         return await lending(original(self, sender, **named))
 
     functools.update_wrapper(dispatch, original)
