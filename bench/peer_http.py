@@ -1,11 +1,15 @@
-"""End to end: a Django ASGI app under uvicorn, driven by a bounded httpx client.
+"""End to end: a Django ASGI app under uvicorn, driven by a bounded client.
 
 ``serve(flavour)`` starts uvicorn (one worker, a free 127.0.0.1 port) on
 ``peerapp.asgi`` with ``BENCH_FLAVOUR`` picking the ORM; ``throughput()``
 sends a fixed number of requests to ``/page`` (a get, a list of 10 and a count)
-from ``concurrency`` client tasks; ``memory_per_request()`` measures the
-server's RSS while ``inflight`` requests to ``/slow`` are inside the ORM at
-once. All traffic stays on 127.0.0.1, and every loop is bounded.
+from ``concurrency`` client tasks, each on a keep-alive connection of its own
+(``KeepAlive``: a few lines of HTTP/1.1 on asyncio streams, so that the
+client, which shares the machine's two cores with the server and PostgreSQL,
+takes little of them; httpx took about as much CPU per request as the
+server); ``memory_per_request()`` measures the server's RSS while
+``inflight`` requests to ``/slow`` are inside the ORM at once (with httpx).
+All traffic stays on 127.0.0.1, and every loop is bounded.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ class Server:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
 
 def _free_port() -> int:
@@ -98,27 +106,65 @@ class Throughput:
     p99_ms: float
 
 
+class KeepAlive:
+    """One keep-alive HTTP/1.1 connection: GET requests one at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, server: Server) -> KeepAlive:
+        reader, writer = await asyncio.open_connection(HOST, server.port)
+        return cls(reader, writer)
+
+    async def get(self, target: str) -> tuple[int, bytes]:
+        """The status and the body of ``GET target``."""
+        self.writer.write(f"GET {target} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        head = (await self.reader.readuntil(b"\r\n\r\n")).lower()
+        status = int(head.split(b" ", 2)[1])
+        if b"\r\ntransfer-encoding: chunked\r\n" in head:
+            parts = []
+            while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                parts.append(await self.reader.readexactly(size))
+                await self.reader.readexactly(2)
+            await self.reader.readuntil(b"\r\n")  # the end (no trailers)
+            return status, b"".join(parts)
+        length = int(head.split(b"\r\ncontent-length: ", 1)[1].split(b"\r\n", 1)[0])
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+
 async def throughput(server: Server, concurrency: int, requests: int) -> Throughput:
     """``requests`` requests to /page from ``concurrency`` tasks (after a warm-up)."""
     latencies: list[float] = []
 
-    async def worker(client: httpx.AsyncClient, first: int, count: int, record: bool) -> None:
+    async def worker(client: KeepAlive, first: int, count: int, record: bool) -> None:
         for n in range(first, first + count):
             started = time.perf_counter()
-            response = await client.get(f"/page?pk={n % ITEMS + 1}")
-            response.raise_for_status()
+            status, body = await client.get(f"/page?pk={n % ITEMS + 1}")
+            if status != 200:
+                raise RuntimeError(f"/page answered {status}: {body[:200]!r}")
             if record:
                 latencies.append(time.perf_counter() - started)
 
     per_task = max(1, requests // concurrency)
-    async with _client(server, concurrency) as client:
+    clients = [await KeepAlive.open(server) for _ in range(concurrency)]
+    try:
         warm = max(2, per_task // 5)
-        await asyncio.gather(*(worker(client, t * warm, warm, False) for t in range(concurrency)))
+        await asyncio.gather(*(worker(c, t * warm, warm, False) for t, c in enumerate(clients)))
         started = time.perf_counter()
         await asyncio.gather(
-            *(worker(client, t * per_task, per_task, True) for t in range(concurrency))
+            *(worker(c, t * per_task, per_task, True) for t, c in enumerate(clients))
         )
         elapsed = time.perf_counter() - started
+    finally:
+        for client in clients:
+            await client.close()
     cuts = statistics.quantiles(latencies, n=100)
     return Throughput(len(latencies) / elapsed, cuts[49] * 1e3, cuts[98] * 1e3)
 

@@ -262,8 +262,9 @@ def report(results: Results, args: argparse.Namespace, rounds: int, scale: float
     if results.http:
         lines += [
             "",
-            f"End to end: Django ASGI views under uvicorn (1 worker), httpx client with"
-            f" {HTTP_CONCURRENCY} concurrent requests to a view doing a get, a list of 10 and a"
+            f"End to end: Django ASGI views under uvicorn (1 worker, no middleware), a"
+            f" keep-alive HTTP/1.1 client on asyncio streams with {HTTP_CONCURRENCY}"
+            " concurrent requests to a view doing a get, a list of 10 and a"
             " count; memory: server RSS with 200 requests inside the ORM at once, minus idle"
             " RSS, per request.",
             "",
