@@ -136,13 +136,12 @@ def response_sync_to_async(
         return asgiref_sync.sync_to_async(
             func, thread_sensitive=thread_sensitive, executor=executor
         )
-    threaded = asgiref_sync.sync_to_async(func)
 
     async def close() -> None:
         # Decided when the response is closed: receivers may come and go.
         if _closes_inline(response):
             func()
         else:
-            await threaded()
+            await asgiref_sync.sync_to_async(func)()
 
     return close
