@@ -146,7 +146,7 @@ async def throughput(server: Server, concurrency: int, requests: int) -> Through
     async def worker(client: KeepAlive, first: int, count: int, record: bool) -> None:
         for n in range(first, first + count):
             started = time.perf_counter()
-            status, body = await client.get(f"/page?pk={n % ITEMS + 1}")
+            status, body = await asyncio.wait_for(client.get(f"/page?pk={n % ITEMS + 1}"), 120)
             if status != 200:
                 raise RuntimeError(f"/page answered {status}: {body[:200]!r}")
             if record:
