@@ -50,6 +50,16 @@ def _cacheable_fields(fields: list[Any]) -> bool:
     )
 
 
+def _remember(
+    key: tuple[Any, ...], entry: tuple[str, tuple[Any, ...]] | None
+) -> tuple[str, tuple[Any, ...]] | None:
+    # Bounded: models and tables made at run time must not grow it forever.
+    if len(_inserts) >= _MAX_ENTRIES:
+        _inserts.clear()
+    _inserts[key] = entry
+    return entry
+
+
 class SQLInsertCompiler(PostgreSQLInsertCompiler):
     """Django's PostgreSQL INSERT compiler, its single-row SQL reused (Note [Compiled inserts])."""
 
@@ -74,7 +84,7 @@ class SQLInsertCompiler(PostgreSQLInsertCompiler):
         )
         entry: Any = _inserts.get(key, _UNSEEN)
         if entry is _UNSEEN and not _cacheable_fields(fields):
-            entry = _inserts[key] = None
+            entry = _remember(key, None)
         if entry is None:
             return super().as_sql()
         obj = query.objs[0]
@@ -97,9 +107,7 @@ class SQLInsertCompiler(PostgreSQLInsertCompiler):
             returning_params = tuple(self.returning_params)
             if tuple(params) == (*values, *returning_params):
                 cached = (sql, returning_params)
-        if len(_inserts) >= _MAX_ENTRIES:
-            _inserts.clear()
-        _inserts[key] = cached
+        _remember(key, cached)
         return statements
 
     def _as_django(self, fields: list[Any], raw: list[Any], values: list[Any]) -> Any:
