@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from asgiref import sync as asgiref_sync
 from django.db import connections
-from django.db.models import query
+from django.db.models import Model, query
+from django.db.models.base import ModelBase
 from django.db.models.fields import related_descriptors
 from django.dispatch import Signal
 from django.test import override_settings
@@ -59,7 +60,11 @@ def test_disabling_restores_djangos_objects() -> None:
                 "django.contrib.contenttypes.fields", fromlist=["x"]
             ).ReverseGenericManyToOneDescriptor
         )
+        assert Model.from_db.__module__ == "django.db.models.base"
+        assert "__setattr__" not in vars(ModelBase)
+        assert "__delattr__" not in vars(ModelBase)
     assert drop_in_enabled()
+    assert Model.from_db.__module__ == "django_aio.orm._model_building"
     assert query.sync_to_async is not asgiref_sync.sync_to_async
     # Re-enabling patches again, with equivalent wrappers.
     assert query.QuerySet.aiterator.__qualname__ == patched_aiterator.__qualname__

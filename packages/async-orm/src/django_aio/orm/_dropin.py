@@ -53,7 +53,9 @@ _housekeeping.py).
 The descriptors of lazy relations and deferred fields and ``QuerySet._fetch_all``
 are wrapped too, only to reword ``SynchronousOnlyOperation`` (see _guards.py).
 ``Manager.aget`` runs a compiled query where that gives Django's result
-(Note [Compiled gets] in _fast_get.py).
+(Note [Compiled gets] in _fast_get.py), and ``Model.from_db`` fills a plain
+model's instance without ``__init__`` (Note [Model building] in
+_model_building.py).
 
 Every patch keeps the original, so turning drop-in off restores Django exactly.
 """
@@ -86,6 +88,7 @@ from ._guards import (
 from ._housekeeping import housekeeping_only, response_sync_to_async
 from ._iteration import aiterator as iterate_queryset
 from ._iteration import iterate_chunks
+from ._model_building import fast_from_db, forget_on_change
 
 __all__ = ["disable_drop_in", "drop_in", "drop_in_enabled", "enable_drop_in"]
 
@@ -252,6 +255,14 @@ def enable_drop_in() -> None:
     _patch(asgi_handlers, "sync_to_async", response_sync_to_async)
 
     _patch(query.BaseIterable, "_async_generator", _async_generator)
+    # Note [Model building]
+    from django.db.models import Model
+    from django.db.models.base import ModelBase
+
+    set_attribute, del_attribute = forget_on_change()
+    _patch(ModelBase, "__setattr__", set_attribute)
+    _patch(ModelBase, "__delattr__", del_attribute)
+    _patch(Model, "from_db", fast_from_db(Model.__dict__["from_db"]))
     # Note [Compiled gets]
     _patch(manager.Manager, "aget", compiled_manager_aget(manager.Manager.aget))
     original_aiterator = query.QuerySet.__dict__["aiterator"]
