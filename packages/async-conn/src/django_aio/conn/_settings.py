@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
-__all__ = ["SLOW_BRIDGE_MINIMUM", "slow_bridge_threshold"]
+__all__ = ["SLOW_BRIDGE_MINIMUM", "query_cache_enabled", "slow_bridge_threshold"]
 
 #: The bridge times stretches of sync work only when they last this long (so
 #: that a fast unit never reads the settings): a smaller threshold is refused.
@@ -31,3 +34,27 @@ def slow_bridge_threshold() -> float | None:
             f"(seconds; shorter stretches of sync work are not timed), got {value!r}."
         )
     return threshold
+
+
+# DJANGO_AIO_QUERY_CACHE, read on every query: an unset setting costs Django
+# an exception per read (about 2 us), so the value is kept until a
+# ``setting_changed`` (``override_settings``) says otherwise.
+_query_cache: bool | None = None
+
+
+def query_cache_enabled() -> bool:
+    """``DJANGO_AIO_QUERY_CACHE`` (default True): whether compiled SQL is reused."""
+    global _query_cache
+    enabled = _query_cache
+    if enabled is None:
+        enabled = _query_cache = bool(getattr(settings, "DJANGO_AIO_QUERY_CACHE", True))
+    return enabled
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    global _query_cache
+    if setting == "DJANGO_AIO_QUERY_CACHE":
+        _query_cache = None
+
+
+setting_changed.connect(_forget, dispatch_uid="django_aio_conn_query_cache")

@@ -22,6 +22,8 @@ other package imports a private module of django_aio.conn.
   back (Note [Connection providers]); testing's leak tracking and alias
   restriction use it, as conn's own lending of Django ``TestCase``
   connections does.
+- ``query_cache_enabled``: ``DJANGO_AIO_QUERY_CACHE``, kept between reads
+  (orm's compiled gets follow the ENGINE's cache setting).
 - ``swap_class``: the one place a live connection's class is changed, and
   why there is no other way (Note [Class swaps]).
 """
@@ -46,6 +48,7 @@ from ._providers import (
 from ._scope import Scope, _task_scopes, current_scope, find_borrowable, lending
 from ._scope import _Lending as Lending
 from ._scope import _lending_var as lending_var
+from ._settings import query_cache_enabled
 from ._units import Unit
 from ._wrapper import bridged_class
 
@@ -67,6 +70,7 @@ __all__ = [
     "lending",
     "lending_var",
     "pool_for",
+    "query_cache_enabled",
     "swap_class",
     "task_scope",
     "uninstall_provider",

@@ -34,9 +34,10 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 from django.db.models.manager import BaseManager
+
+from django_aio.conn.layers import query_cache_enabled
 
 from ._compiled import CompiledQuery, Param
 
@@ -73,7 +74,7 @@ def compiled_manager_aget(
     async def aget(self: Any, *args: Any, **kwargs: Any) -> Any:
         if (
             args
-            or not getattr(settings, "DJANGO_AIO_QUERY_CACHE", True)
+            or not query_cache_enabled()
             or type(self).get_queryset is not _get_queryset
             or self._queryset_class is not QuerySet
             or self._hints

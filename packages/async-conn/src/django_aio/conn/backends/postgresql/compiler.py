@@ -39,7 +39,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from django.conf import settings
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db.backends.postgresql.compiler import (  # pyright: ignore[reportMissingImports]
     SQLAggregateCompiler,
@@ -51,6 +50,8 @@ from django.db.backends.postgresql.compiler import (  # pyright: ignore[reportMi
 )
 from django.db.models.expressions import Col
 from django.db.models.sql.datastructures import BaseTable, Join
+
+from django_aio.conn._settings import query_cache_enabled
 
 from .insert import SQLInsertCompiler
 
@@ -200,8 +201,7 @@ def _changes(query: Any, before: tuple[tuple[str, Any], ...]) -> list[tuple[str,
     ]
 
 
-def _enabled() -> bool:
-    return bool(getattr(settings, "DJANGO_AIO_QUERY_CACHE", True))
+_enabled = query_cache_enabled
 
 
 def _compiles_to(compiler: Any, where_sql: str, where_params: tuple[Any, ...]) -> bool:

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db.backends.postgresql.compiler import (  # pyright: ignore[reportMissingImports]
     SQLInsertCompiler as PostgreSQLInsertCompiler,
 )
+
+from django_aio.conn._settings import query_cache_enabled
 
 __all__ = ["SQLInsertCompiler"]
 
@@ -69,7 +70,7 @@ class SQLInsertCompiler(PostgreSQLInsertCompiler):
             type(self) is not SQLInsertCompiler
             or len(query.objs) != 1
             or query.on_conflict
-            or not getattr(settings, "DJANGO_AIO_QUERY_CACHE", True)
+            or not query_cache_enabled()
         ):
             return super().as_sql()
         fields = list(query.fields)
