@@ -207,8 +207,32 @@ def test_each_variant_is_compiled_once_per_alias_and_time_zone(library: None) ->
     assert compiled.list(pk=2)[0].name == "Bob"
     get_variant = compiled._get
     assert get_variant is not None
-    assert list(get_variant.templates) == [("default", "UTC")]
+    from django.utils import timezone
+
+    with timezone.override("Asia/Tokyo"):
+        assert compiled.get(pk=1).name == "Ann"
+    # Its SQL has no time zone in it: one template for every zone.
+    assert list(get_variant.templates) == [("default", True)]
+    assert type(get_variant.templates["default", True]).__name__ == "_Template"
     assert len(compiled._all.templates) == 1
+
+
+def test_sql_with_the_time_zone_in_it_is_compiled_per_zone(library: None) -> None:
+    from django.db.models import DateTimeField, Value
+    from django.db.models.functions import ExtractHour
+    from django.utils import timezone
+
+    noon = Value(datetime.datetime(2020, 1, 1, 12, tzinfo=datetime.UTC), DateTimeField())
+    compiled = CompiledQuery(
+        Book.objects.annotate(hour=ExtractHour(noon)).filter(pages__gte=Param("pages"))
+    )
+    compiled.list(pages=0)
+    with timezone.override("Asia/Tokyo"):
+        compiled.list(pages=0)
+    compiled.list(pages=0)
+    per_zone = compiled._all.templates["default", True]
+    assert isinstance(per_zone, dict)
+    assert sorted(per_zone) == ["Asia/Tokyo", "UTC"]
 
 
 # -- async, through the bridge -------------------------------------------------

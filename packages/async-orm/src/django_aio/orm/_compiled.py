@@ -31,8 +31,9 @@ lookup's right-hand side is not one ``%s``, or raises ``EmptyResultSet`` /
 ``FullResultSet``), and that run is Django's own: the queryset with those
 lookups built from the values, compiled as usual. So is every run of a
 ``select_for_update()`` queryset, whose compilation checks that a
-transaction is open. Templates are kept per alias and per current time
-zone, which Django writes into the SQL of date functions.
+transaction is open. Templates are kept per alias; when Django writes the
+current time zone into the SQL (date functions), per zone too: the first
+compilation is repeated in another zone to see whether the SQL changes.
 
 ``aget()`` and ``afirst()`` run the queryset that Django's ``get()`` and
 ``first()`` would build from it (ordering dropped and at most 21 rows; by
@@ -140,9 +141,27 @@ class _Variant:
 
     def __init__(self, queryset: QuerySet[Any, Any]) -> None:
         self.queryset = queryset
-        # By alias and time zone: Django writes the current time zone into
-        # the SQL of date functions (AT TIME ZONE %s).
-        self.templates: dict[tuple[str, str | None], _Template] = {}
+        # By alias and USE_TZ: one template, or (when the SQL has the current
+        # time zone in it: AT TIME ZONE %s of date functions) one per zone.
+        self.templates: dict[tuple[str, bool], _Template | dict[str, _Template]] = {}
+
+    def _template(self, alias: str) -> _Template:
+        key = (alias, settings.USE_TZ)
+        templates = self.templates.get(key)
+        if type(templates) is _Template:
+            return templates
+        zone = timezone.get_current_timezone_name()
+        if templates is None:
+            template = _Template(self.queryset, alias)
+            if not key[1] or _same_in_other_zone(template, self.queryset, alias):
+                self.templates[key] = template
+                return template
+            templates = self.templates[key] = {zone: template}
+        assert isinstance(templates, dict)
+        in_zone = templates.get(zone)
+        if in_zone is None:
+            in_zone = templates[zone] = _Template(self.queryset, alias)
+        return in_zone
 
     def rows(self, values: dict[str, Any]) -> list[Any]:
         queryset = self.queryset
@@ -150,10 +169,7 @@ class _Variant:
             # Its compilation checks that a transaction is open: every time.
             return self.django_rows(values)
         alias = queryset.db
-        key = (alias, timezone.get_current_timezone_name() if settings.USE_TZ else None)
-        template = self.templates.get(key)
-        if template is None:
-            template = self.templates[key] = _Template(queryset, alias)
+        template = self._template(alias)
         try:
             compiler = template.compiler(connections[alias], values)
         except Unbindable:
@@ -167,6 +183,15 @@ class _Variant:
         clone = self.queryset._chain()  # type: ignore[attr-defined]
         substituted(clone.query.where, values, clone.query)
         return list(clone)
+
+
+def _same_in_other_zone(template: _Template, queryset: QuerySet[Any, Any], alias: str) -> bool:
+    # Whether the SQL does not depend on the current time zone: compiled again
+    # in a zone of another name and offset, it must come out the same.
+    other = "UTC" if timezone.get_current_timezone_name() != "UTC" else "Pacific/Chatham"
+    with timezone.override(other):
+        again = _Template(queryset, alias)
+    return (again.sql, again.params) == (template.sql, template.params)
 
 
 class _Running:
