@@ -1,13 +1,14 @@
 """Per-operation profile of workloads (``aget()`` by pk by default): where each one spends.
 
-Usage:  uv run python bench/profile_get.py [--op get,create,atomic3|all] [--n 2000]
-        [--python PY312] [--no-strace]
+Usage:  uv run python bench/profile_get.py [--op get,list100,join,create,atomic3|all]
+        [--n 2000] [--python PY312] [--no-strace]
 
-For django-aio drop-in, django-async-backend, Django's own async ORM and raw
-psycopg (the floor), each in a fresh process of bench/.venv-peers, after a
-warm-up, per operation (``get``: ``aget`` by primary key; ``create``: one
-``acreate``; ``atomic3``: three creates in one transaction, as bench/peers.py
-runs them):
+For django-aio drop-in (and, for the reads, its compiled queries),
+django-async-backend, Django's own async ORM and raw psycopg (the floor), each
+in a fresh process of bench/.venv-peers, after a warm-up, per operation
+(``get``: ``aget`` by primary key; ``list100`` and ``join``: 100 rows, the
+second with ``select_related``; ``create``: one ``acreate``; ``atomic3``:
+three creates in one transaction; all as bench/peers.py runs them):
 
 - wall and CPU microseconds (``time.process_time``: every thread of the process);
 - greenlet switches (``greenlet.settrace``, counting ``switch`` and ``throw`` events);
@@ -33,9 +34,12 @@ import peer_env  # noqa: E402  (standard library only: runs before the environme
 IMPLS = ["aio", "aio_compiled", "dab", "django", "raw"]
 # Rows whose writes are another row's: profiled for reads only.
 READS_ONLY = {"aio_compiled"}
-OPS = ["get", "create", "atomic3"]
+OPS = ["get", "list100", "join", "create", "atomic3"]
+READS = {"get", "list100", "join"}
 TITLES = {
     "get": "`aget()` by primary key",
+    "list100": "a list of 100 rows (`async for` over `order_by('id')[:100]`)",
+    "join": "100 rows with their author (`select_related`, one JOIN)",
     "create": "`acreate()` of one row",
     "atomic3": "three creates in one `async_atomic()` (Django: `sync_to_async` of `atomic()`)",
 }
@@ -239,7 +243,7 @@ def main(args: argparse.Namespace) -> None:
     for op in ops:
         if op not in OPS:
             raise SystemExit(f"--op: unknown workload {op!r}; choose from {', '.join(OPS)} or all")
-        op_keys = [k for k in keys if op == "get" or k not in READS_ONLY]
+        op_keys = [k for k in keys if op in READS or k not in READS_ONLY]
         lines += _table(op, op_keys, args.n, env, strace)
     if not strace:
         lines.append("syscalls: strace is not installed (apt-get install strace).")
