@@ -245,7 +245,7 @@ def main(args: argparse.Namespace) -> None:
             raise SystemExit(f"--op: unknown workload {op!r}; choose from {', '.join(OPS)} or all")
         op_keys = [k for k in keys if op in READS or k not in READS_ONLY]
         lines += _table(op, op_keys, args.n, env, strace)
-    if not strace:
+    if not strace and not args.no_strace:
         lines.append("syscalls: strace is not installed (apt-get install strace).")
     text = "\n".join(lines) + "\n"
     args.out.write_text(text)
