@@ -201,9 +201,6 @@ def _changes(query: Any, before: tuple[tuple[str, Any], ...]) -> list[tuple[str,
     ]
 
 
-_enabled = query_cache_enabled
-
-
 def _compiles_to(compiler: Any, where_sql: str, where_params: tuple[Any, ...]) -> bool:
     # The WHERE clause compiled after Django's set-up must be the one we
     # compiled before it: only then is our key the whole story.
@@ -226,7 +223,7 @@ class SQLCompiler(PostgreSQLCompiler):
             or query.combinator
             or query.select_for_update
             or query.annotations
-            or not _enabled()
+            or not query_cache_enabled()
         ):
             return super().as_sql(with_limits, with_col_aliases)
         opts = query.model._meta
