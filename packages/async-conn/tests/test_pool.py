@@ -364,3 +364,27 @@ def test_loops_in_several_threads_at_once(database_options: dict[str, Any]) -> N
         results = list(executor.map(async_to_sync(request), range(40)))
     assert results == [n * 3 for n in range(40)]
     assert _settles_at(before), f"{_server_sessions()} sessions, expected {before}"
+
+
+async def test_a_new_time_zone_setting_gets_connections_set_up_for_it() -> None:
+    # A pooled connection is set up for USE_TZ and TIME_ZONE when it opens:
+    # after override_settings changes them, the pool starts afresh.
+    from django.test import override_settings
+
+    async def zone() -> tuple[int, str]:
+        async with async_connections["default"].cursor() as cursor:
+            await cursor.execute("SELECT pg_backend_pid(), current_setting('TimeZone')")
+            row = await cursor.fetchone()
+        return row[0], row[1]
+
+    try:
+        with override_settings(USE_TZ=False, TIME_ZONE="Asia/Tokyo"):
+            tokyo_pid, tokyo = await zone()
+            assert tokyo == "Asia/Tokyo"
+            assert await zone() == (tokyo_pid, "Asia/Tokyo")  # the same pool
+            with override_settings(TIME_ZONE="America/Chicago"):
+                assert (await zone())[1] == "America/Chicago"
+        with override_settings(USE_TZ=True, TIME_ZONE="Asia/Tokyo"):
+            assert (await zone())[1] == "UTC"
+    finally:
+        await async_connections.close_pools()

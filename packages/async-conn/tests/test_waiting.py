@@ -93,3 +93,36 @@ async def test_closing_the_connection_ends_a_wait_on_it() -> None:
             assert await cursor.fetchone() in ((True,), (False,))
         finally:
             await other.close()
+
+
+def test_a_loop_that_overrides_add_reader_is_called_for_every_wait() -> None:
+    # The loop's internal methods are only used where the public ones are
+    # asyncio's own (Note [Waiting for a reply]).
+    calls: list[str] = []
+
+    class WatchedLoop(asyncio.SelectorEventLoop):
+        def add_reader(self, fd: Any, callback: Any, *args: Any) -> None:
+            calls.append("add")
+            super().add_reader(fd, callback, *args)
+
+        def remove_reader(self, fd: Any) -> bool:
+            calls.append("remove")
+            return super().remove_reader(fd)
+
+    def select_one() -> Any:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone()
+
+    async def main() -> None:
+        try:
+            assert await run_sync(select_one) == (1,)  # opens the connection
+            calls.clear()
+            assert await run_sync(select_one) == (1,)
+            assert await run_sync(select_one) == (1,)
+        finally:
+            await async_connections.close_pools()
+
+    with asyncio.Runner(loop_factory=WatchedLoop) as runner:
+        runner.run(main())
+    assert calls == ["add", "remove"] * 2

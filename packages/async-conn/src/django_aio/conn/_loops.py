@@ -20,28 +20,29 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
 from django.db import connections
 from django.utils.connection import ConnectionDoesNotExist
 
 from ._pool import AliasPool
+from ._settings import time_zone_settings
 
 __all__ = ["close_pools", "discard_closed_loops", "pool_for"]
 
 
-def _fingerprint(settings_dict: Mapping[str, Any]) -> tuple[Any, ...]:
+def _fingerprint(settings_dict: Mapping[str, Any], keep: bool = False) -> tuple[Any, ...]:
     # Test runners rename NAME in place when they create the test database;
     # a pool opened before that must not be reused after it. Checked on every
-    # checkout, so it stays a flat tuple compared by equality.
+    # checkout, so it stays a flat tuple compared by equality; the one kept
+    # (``keep``) holds a copy of OPTIONS, which may be changed in place too.
+    options = settings_dict.get("OPTIONS") or {}
     return (
         settings_dict.get("NAME"),
         settings_dict.get("USER"),
         settings_dict.get("HOST"),
         settings_dict.get("PORT"),
-        tuple(settings_dict.get("OPTIONS", {}).items()),
+        dict(options) if keep else options,
         settings_dict.get("CONN_HEALTH_CHECKS"),
-        settings.USE_TZ,
-        settings.TIME_ZONE,
+        time_zone_settings(),
     )
 
 
@@ -95,7 +96,7 @@ def pool_for(alias: str) -> AliasPool:
     except KeyError:
         raise ConnectionDoesNotExist(f"The connection '{alias}' doesn't exist.") from None
     pool = AliasPool(alias, settings_dict)
-    per_loop.pools[alias] = (pool, _fingerprint(settings_dict))
+    per_loop.pools[alias] = (pool, _fingerprint(settings_dict, keep=True))
     return pool
 
 

@@ -8,7 +8,12 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-__all__ = ["SLOW_BRIDGE_MINIMUM", "query_cache_enabled", "slow_bridge_threshold"]
+__all__ = [
+    "SLOW_BRIDGE_MINIMUM",
+    "query_cache_enabled",
+    "slow_bridge_threshold",
+    "time_zone_settings",
+]
 
 #: The bridge times stretches of sync work only when they last this long (so
 #: that a fast unit never reads the settings): a smaller threshold is refused.
@@ -51,10 +56,27 @@ def query_cache_enabled() -> bool:
     return enabled
 
 
+# USE_TZ and TIME_ZONE, read on every checkout from a pool (their connections
+# are set up for them): kept, as reading a setting costs Django's lazy
+# settings object a Python-level __getattribute__ each.
+_time_zone: tuple[bool, str] | None = None
+
+
+def time_zone_settings() -> tuple[bool, str]:
+    """``(USE_TZ, TIME_ZONE)``, read again after a ``setting_changed`` of either."""
+    global _time_zone
+    current = _time_zone
+    if current is None:
+        current = _time_zone = (bool(settings.USE_TZ), str(settings.TIME_ZONE))
+    return current
+
+
 def _forget(*, setting: str, **kwargs: Any) -> None:
-    global _query_cache
+    global _query_cache, _time_zone
     if setting == "DJANGO_AIO_QUERY_CACHE":
         _query_cache = None
+    elif setting in ("USE_TZ", "TIME_ZONE"):
+        _time_zone = None
 
 
 setting_changed.connect(_forget, dispatch_uid="django_aio_conn_query_cache")
