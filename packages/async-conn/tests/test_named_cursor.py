@@ -156,3 +156,28 @@ async def test_a_name_is_required() -> None:
 def exactly(message: str) -> str:
     """A ``match=`` pattern for exactly ``message``."""
     return f"^{re.escape(message)}$"
+
+
+async def test_a_unit_that_leaves_a_named_cursor_open_gives_back_a_clean_connection(
+    database_options: dict[str, Any],
+) -> None:
+    # Django's chunked_cursor() left unfinished in run_sync(): the pool
+    # closes the cursor before the connection goes back, and keeps it.
+    from django.db import connections
+
+    from django_aio.conn import run_sync
+
+    database_options["pool"] = {"min_size": 1, "max_size": 1}
+
+    def leave_open() -> Any:
+        cursor = connections["default"].chunked_cursor()
+        cursor.execute(SERIES, [1000])
+        return cursor.fetchone()
+
+    try:
+        pid = await backend_pid()
+        assert await run_sync(leave_open) == (1,)
+        assert await server_cursors() == []
+        assert await backend_pid() == pid
+    finally:
+        await async_connections.close_pools()

@@ -6,11 +6,9 @@ How it goes back when its task ends: Note [Task end] in _task_end.py.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -19,6 +17,7 @@ from django.db.transaction import TransactionManagementError
 from ._callbacks import as_sync_callback
 from ._cursor import AsyncCursor
 from ._greenlet import Shield, drive, start, uncancellable
+from ._instrumentation import Instrumentation
 from ._introspection import Introspection
 from ._loops import pool_for
 from ._manual import ManualTransactions
@@ -35,11 +34,10 @@ if TYPE_CHECKING:
 __all__ = ["AsyncConnection"]
 
 T = TypeVar("T")
-ExecuteWrapper = Callable[..., Any]
 logger = logging.getLogger("django_aio.conn")
 
 
-class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
+class AsyncConnection(TaskEnd, ManualTransactions, Introspection, Instrumentation):
     """A task's connection to one database alias.
 
     Outside a transaction it holds no physical connection: each unit of work
@@ -62,12 +60,7 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
         # Units running on the held lease through run_held() (any task).
         self._active = 0
         self._orphaned = False
-        queries_limit = 9000
-        self.queries_log: collections.deque[dict[str, Any]] = collections.deque(
-            maxlen=queries_limit
-        )
-        self.execute_wrappers: list[ExecuteWrapper] = []
-        self._force_debug_cursor = False
+        Instrumentation.__init__(self)
 
     def __repr__(self) -> str:
         state = "held" if self.lease is not None else "idle"
@@ -89,27 +82,51 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
         left from another task (an async generator) reads ``tenure`` right
         after and passes it to ``unhold()``.
         """
+        lease = self.hold_now()
+        if lease is not None:
+            return lease
+        provider = providers.current  # Note [Connection providers]
+        lease = None if provider is None else await provider.lend(self)
+        if lease is not None:
+            self._borrowed = True
+            self._lender = provider
+        elif (lease := find_borrowable(self)) is not None:
+            await lease.lock.acquire()
+            self._borrowed = True
+        else:
+            pool = pool_for(self.alias)
+            lease = await (pool.acquire() if provider is None else provider.acquire(self, pool))
+            self._from_pool(lease)
+        self.lease = lease
+        self._tenure = object()
+        self._holds += 1
+        return lease
+
+    def hold_now(self) -> Lease | None:
+        """``hold()`` when it needs no waiting: a connection held already, or an idle one.
+
+        ``None``, having changed nothing, when ``hold()`` must wait (an empty
+        pool, a connection lent by another task, a provider's). Saves the
+        bridge a coroutine per checkout (Note [Fast path] in _greenlet.py).
+        """
         if self.lease is None:
-            provider = providers.current  # Note [Connection providers]
-            lease = None if provider is None else await provider.lend(self)
-            if lease is not None:
-                self._borrowed = True
-                self._lender = provider
-            elif (lease := find_borrowable(self)) is not None:
-                await lease.lock.acquire()
-                self._borrowed = True
-            else:
-                pool = pool_for(self.alias)
-                lease = await (pool.acquire() if provider is None else provider.acquire(self, pool))
-                self.scope.watch()
-                wrapper = lease.wrapper
-                wrapper.queries_log = self.queries_log
-                wrapper.execute_wrappers = self.execute_wrappers
-                wrapper.force_debug_cursor = self._force_debug_cursor
+            if providers.current is not None or find_borrowable(self) is not None:
+                return None
+            lease = pool_for(self.alias).acquire_now()
+            if lease is None:
+                return None
+            self._from_pool(lease)
             self.lease = lease
             self._tenure = object()
         self._holds += 1
         return self.lease
+
+    def _from_pool(self, lease: Lease) -> None:
+        self.scope.watch()
+        wrapper = lease.wrapper
+        wrapper.queries_log = self.queries_log
+        wrapper.execute_wrappers = self.execute_wrappers
+        wrapper.force_debug_cursor = self._force_debug_cursor
 
     @property
     def tenure(self) -> object | None:
@@ -123,32 +140,52 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
         comes after the connection was already given back because its task
         ended does nothing (Note [Task end]).
         """
-        if tenure is not None and tenure is not self._tenure:
+        if self.unhold_now(tenure):
             return
-        if self._holds <= 0:
-            raise RuntimeError(f"unhold() without hold() on {self!r}")
-        self._holds -= 1
-        if self._holds:
-            return
+        # The last hold, on a connection that must wait to go back: its
+        # server-side cursors to close, or a provider's return. Shielded: a
+        # second cancellation must not strand the connection; the return
+        # often completes without waiting, and only the rest, if any, needs a
+        # task of its own (Note [Fast path] in _greenlet.py).
+        self._holds = 0
         lease, self.lease, self._tenure = self.lease, None, None
         assert lease is not None
-        if self._borrowed:
-            self._borrowed = False
-            lender, self._lender = self._lender, None
-            if lender is not None:
-                lender.give_back(self, lease)
-            else:
-                lease.lock.release()
-            return
-        # Shielded: a second cancellation must not strand the connection. The
-        # return usually completes without waiting; only the rest, if any,
-        # needs a task of its own (Note [Fast path] in _greenlet.py).
         provider = providers.current  # Note [Connection providers]
         done, rest = start(
             lease.pool.release(lease) if provider is None else provider.release(self, lease)
         )
         if not done:
             await asyncio.shield(rest)
+
+    def unhold_now(self, tenure: object | None = None) -> bool:
+        """``unhold()`` when it needs no waiting, which is nearly always.
+
+        ``False``, having changed nothing, when the last hold's connection
+        must wait to go back (see ``unhold()``).
+        """
+        if tenure is not None and tenure is not self._tenure:
+            return True
+        if self._holds <= 0:
+            raise RuntimeError(f"unhold() without hold() on {self!r}")
+        lease = self.lease
+        assert lease is not None
+        last_from_pool = self._holds == 1 and not self._borrowed
+        if last_from_pool and (providers.current is not None or not lease.pool.releases_now(lease)):
+            return False
+        self._holds -= 1
+        if self._holds:
+            return True
+        self.lease = self._tenure = None
+        if not self._borrowed:
+            lease.pool.release_now(lease)
+            return True
+        self._borrowed = False
+        lender, self._lender = self._lender, None
+        if lender is not None:
+            lender.give_back(self, lease)
+        else:
+            lease.lock.release()
+        return True
 
     async def run_held(
         self, tenure: object | None, fn: Callable[..., T], *args: Any, shield: bool = False
@@ -308,39 +345,6 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection):
 
         await run_sync(register)
 
-    # -- instrumentation (as on Django's connection) -----------------------
-
-    @property
-    def queries(self) -> list[dict[str, Any]]:
-        """Queries run by this task on this alias (with ``DEBUG`` or ``force_debug_cursor``)."""
-        if len(self.queries_log) == self.queries_log.maxlen:
-            warnings.warn(
-                f"Limit for query logging exceeded, only the last "
-                f"{self.queries_log.maxlen} queries will be returned.",
-                stacklevel=2,
-            )
-        return list(self.queries_log)
-
-    @property
-    def force_debug_cursor(self) -> bool:
-        """Log queries even without ``DEBUG`` (as ``CaptureQueriesContext`` does)."""
-        return self._force_debug_cursor
-
-    @force_debug_cursor.setter
-    def force_debug_cursor(self, value: bool) -> None:
-        self._force_debug_cursor = value
-        if self.lease is not None and not self._borrowed:
-            self.lease.wrapper.force_debug_cursor = value
-
-    @contextmanager
-    def execute_wrapper(self, wrapper: ExecuteWrapper) -> Iterator[None]:
-        """Install a Django execute wrapper for this task's queries on this alias."""
-        self.execute_wrappers.append(wrapper)
-        try:
-            yield
-        finally:
-            self.execute_wrappers.pop()
-
 
 # Scope.connection() creates these; _scope.py cannot import this module.
 Scope.connection_class = AsyncConnection
@@ -350,7 +354,8 @@ async def _drive_and_finish(unit: Unit, fn: Callable[..., T], *args: Any) -> T:
     try:
         return await drive(unit, fn, *args)
     finally:
-        if unit.own:  # connections of other aliases the unit took on the way
+        # Connections of other aliases the unit took on the way.
+        if unit.own and not unit.finish_now():
             await unit.finish()
 
 
@@ -362,7 +367,7 @@ async def _drive_shielded(unit: Unit, fn: Callable[..., T], *args: Any) -> T:
     try:
         result = await drive(unit, fn, *args)
     finally:
-        if unit.own:
+        if unit.own and not unit.finish_now():
             await shield.protect(unit.finish())
     if shield.cancelled:
         raise asyncio.CancelledError

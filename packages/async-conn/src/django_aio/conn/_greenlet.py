@@ -34,6 +34,13 @@ rest to the loop if there is a rest; that saves a switch to the task and a
 loop iteration, and lets shielded code (which needs a task of its own to be
 shielded) make that task only when it really waits.
 
+A unit's checkout from the pool and its return go one step further: they
+are plain functions (``AsyncConnection.hold_now()``/``unhold_now()``, the
+pool's ``acquire_now()``/``release_now()``) that do the work when no wait
+is needed, which is nearly always, and report that they did nothing
+otherwise, so that the coroutine is made only then: about 15,000
+instructions less per checkout and return than even ``start()``.
+
 Note [Inline shield]
 ~~~~~~~~~~~~~~~~~~~~
 The exit of a transaction must finish even if its task is cancelled

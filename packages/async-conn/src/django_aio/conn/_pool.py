@@ -144,22 +144,34 @@ class AliasPool:
 
     # -- checking out ------------------------------------------------------
 
+    def acquire_now(self) -> Lease | None:
+        """An idle lease ready for use without waiting, or ``None`` (``acquire()`` waits)."""
+        idle = self._idle
+        while idle and not self.closed:
+            lease = idle[-1]
+            if lease.expires <= time.monotonic() or not still_open(lease.aconnection):
+                idle.pop()
+                self._drop(lease)
+            elif self.check or lease.idle_since <= self._suspect_before:
+                return None  # to check on the server first
+            else:
+                return idle.pop()
+        return None
+
     async def acquire(self) -> Lease:
         """A ready lease (Note [Leases] in _lease.py), opened if none is idle and a slot is free."""
         started = deadline = 0.0
         while True:
             if self.closed:
                 raise PoolClosed(self.alias)
-            if self._idle:
-                lease = self._idle.pop()
-                if lease.expires <= time.monotonic() or not still_open(lease.aconnection):
-                    self._drop(lease)
-                    continue
-                if (self.check or lease.idle_since <= self._suspect_before) and not (
-                    await self._healthy(lease)
-                ):
-                    continue
+            lease = self.acquire_now()
+            if lease is not None:
                 return lease
+            if self._idle:  # one to check on the server first
+                lease = self._idle.pop()
+                if await self._healthy(lease):
+                    return lease
+                continue
             if self._size < self.max_size:
                 return await self._open()
             if not deadline:
@@ -261,17 +273,32 @@ class AliasPool:
 
         Returns whether it went back to the pool.
         """
+        facade: SyncConnection | None = lease.wrapper.connection
+        if facade is not None and facade.server_cursors:
+            try:
+                for cursor in list(facade.server_cursors):
+                    facade.forget(cursor)
+                    await cursor.acursor.close()
+            except Exception:
+                logger.exception("closing a connection of %r that could not be cleaned", self.alias)
+                discard = True
+        return self.release_now(lease, discard=discard)
+
+    def releases_now(self, lease: Lease) -> bool:
+        """Whether ``release_now()`` can take ``lease``: no server-side cursor is open on it."""
+        facade: SyncConnection | None = lease.wrapper.connection
+        return facade is None or not facade.server_cursors
+
+    def release_now(self, lease: Lease, *, discard: bool = False) -> bool:
+        """``release()`` of a lease with no server-side cursor open (closed, if there is one)."""
         aconnection = lease.aconnection
         wrapper = lease.wrapper
         try:
             facade: SyncConnection | None = wrapper.connection
-            if facade is not None and facade.server_cursors:
-                for cursor in list(facade.server_cursors):
-                    facade.forget(cursor)
-                    await cursor.acursor.close()
             dirty = (
                 discard
                 or facade is None
+                or bool(facade.server_cursors)
                 or aconnection.closed
                 or aconnection.broken
                 or wrapper.needs_rollback
