@@ -23,7 +23,7 @@ from ._loops import pool_for
 from ._manual import ManualTransactions
 from ._named_cursor import AsyncNamedCursor, named_cursor
 from ._providers import providers
-from ._scope import Scope, act_for, find_borrowable, pop_pin, push_pin
+from ._scope import Pinned, Scope, act_for, find_borrowable
 from ._task_end import TaskEnd
 from ._units import Unit, run_sync
 
@@ -234,22 +234,15 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection, Instrumentatio
             self._holds = 1
             await self.unhold()
 
-    @asynccontextmanager
-    async def pinned(self) -> AsyncIterator[Any]:
+    def pinned(self) -> AbstractAsyncContextManager[Any]:
         """Hold the connection for a transaction block and pin it to this task.
 
-        Yields the bridged Django wrapper. Tasks created inside the block are
-        refused this alias (see Note [Transactions and child tasks]). For
-        django_aio.atomic; application code uses ``async_atomic()``.
+        ``async with`` it gives the bridged Django wrapper. Tasks created
+        inside the block are refused this alias (see Note [Transactions and
+        child tasks]). For django_aio.atomic; application code uses
+        ``async_atomic()``.
         """
-        lease = await self.hold()
-        tenure = self._tenure
-        pin, token = push_pin(self)
-        try:
-            yield lease.wrapper
-        finally:
-            pop_pin(pin, token)
-            await self.unhold(tenure)
+        return Pinned(self)
 
     @property
     def borrowed(self) -> bool:

