@@ -257,8 +257,8 @@ def pop_pin(pin: Pin, token: Any) -> None:
 class Pinned:
     """What ``AsyncConnection.pinned()`` returns: holds and pins for one block.
 
-    A class rather than an ``asynccontextmanager``: entering and leaving a
-    transaction costs about half as many instructions this way.
+    A class rather than an ``asynccontextmanager``: a quarter fewer
+    instructions to enter and leave, once per transaction.
     """
 
     __slots__ = ("_connection", "_pin", "_tenure", "_token")
