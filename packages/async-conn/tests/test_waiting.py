@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import selectors
 from typing import Any
 
 import pytest
@@ -126,3 +127,81 @@ def test_a_loop_that_overrides_add_reader_is_called_for_every_wait() -> None:
     with asyncio.Runner(loop_factory=WatchedLoop) as runner:
         runner.run(main())
     assert calls == ["add", "remove"] * 2
+
+
+class _WatchedSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """The loop's selector, recording what it reports ready for one descriptor."""
+
+    watched: int = -1
+    reported: int = 0
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(timeout)
+        self.reported += sum(1 for key, _ in ready if key.fd == self.watched)
+        return ready
+
+
+async def _waiting_connection() -> Any:
+    from django_aio.conn._socket_wait import WaitingConnection
+
+    params = connections["default"].get_connection_params()
+    params.pop("cursor_factory", None)  # Django's sync cursor
+    return await WaitingConnection.connect(**params, autocommit=True)
+
+
+def test_the_reader_of_a_wait_is_called_once_and_leaves_no_trace() -> None:
+    # Note [Waiting for a reply]: the reader removes itself when it fires,
+    # so the loop does not report the unread reply a second time.
+    selector = _WatchedSelector()
+
+    async def main() -> None:
+        aconnection = await _waiting_connection()
+        try:
+            selector.watched = aconnection.pgconn.socket
+            selector.reported = 0
+            for number in range(5):
+                cursor = await aconnection.execute("SELECT %s::int", [number])
+                assert await cursor.fetchone() == (number,)
+            assert selector.reported == 5
+            with pytest.raises(KeyError):
+                selector.get_key(aconnection.pgconn.socket)
+        finally:
+            await aconnection.close()
+
+    with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
+        runner.run(main())
+
+
+async def test_a_writer_on_the_socket_is_kept_by_a_wait() -> None:
+    # Someone else's writer on the socket: there before the wait, or added
+    # while it waits. The wait combines with it and leaves it registered.
+    loop = asyncio.get_running_loop()
+    aconnection = await _waiting_connection()
+    fileno = aconnection.pgconn.socket
+    writes: list[None] = []
+
+    def writable() -> None:
+        writes.append(None)
+
+    async def add_writer_soon() -> None:
+        await asyncio.sleep(0.05)
+        loop.add_writer(fileno, writable)
+
+    try:
+        loop.add_writer(fileno, writable)
+        cursor = await aconnection.execute("SELECT 1")
+        assert await cursor.fetchone() == (1,)
+        assert loop.remove_writer(fileno)
+
+        adding = asyncio.create_task(add_writer_soon())
+        cursor = await aconnection.execute("SELECT pg_sleep(0.2), 2")
+        assert await cursor.fetchone() == ("", 2)
+        await adding
+        writes.clear()
+        await asyncio.sleep(0.01)
+        assert writes, "the writer added during the wait is gone"
+        assert loop.remove_writer(fileno)
+        assert not loop.remove_reader(fileno)
+    finally:
+        loop.remove_writer(fileno)
+        await aconnection.close()

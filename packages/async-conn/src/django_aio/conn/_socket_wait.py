@@ -34,19 +34,29 @@ Like psycopg's waiter, a generator that completes without waiting (a
 ``copy()`` round with data already buffered) yields to the loop once every
 few milliseconds, so a long stream does not starve the other tasks.
 
-On asyncio's own selector loops the reader is added and removed with the
-loop's internal ``_add_reader()``/``_remove_reader()``, which the public
-methods call after checking that no asyncio transport owns the descriptor:
-a lookup in a weak dictionary that fails with ``KeyError`` on every call,
-about 2% of the instructions of a one-row insert. libpq's socket never
-belongs to a transport. A loop class that overrides the public methods, or
-has no such internals (uvloop), gets the public ones.
+On asyncio's own selector loops the reader goes straight into the loop's
+selector, as the loop's ``add_reader()`` would put it (a ``Handle`` as the
+key's reader, no writer), and comes out with ``unregister()``. The public
+methods first check that no asyncio transport owns the descriptor (a lookup
+in a weak dictionary that fails with ``KeyError`` every time), then ask the
+selector whether the descriptor is registered, which raises and formats two
+``KeyError``; together about 30K instructions per round trip, a tenth of a
+round trip's whole client work. libpq's socket never belongs to a transport.
+The reader also removes itself when it fires: the descriptor stays readable
+until the task, woken in the next loop iteration, reads the reply, and a
+reader still registered then is reported and called once more for nothing.
+If the descriptor is in the selector already (a writer someone else added),
+the loop's own methods are used. A loop class that overrides the public
+methods or the loop's handling of events, or has no selector (uvloop), gets
+the public ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import selectors
 from asyncio import selector_events
+from asyncio.events import Handle
 from collections.abc import Callable, Generator
 from time import monotonic
 from typing import Any, cast
@@ -60,6 +70,7 @@ __all__ = ["WaitingConnection"]
 
 _READ = Wait.R
 _READABLE = Ready.R
+_EVENT_READ = selectors.EVENT_READ
 # How long a run of waits that complete at once may keep the loop (psycopg's
 # own waiter uses the same bound).
 _MAX_BUSY = 0.005
@@ -70,54 +81,78 @@ _last_yield = 0.0
 _Gen = Generator[Any, Any, Any]
 
 
-def _readable(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 # What psycopg's own wait() turns into a cancel on the server.
 _INTERRUPTIONS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
 
 
 _Reader = Callable[..., Any]
+_BASE = selector_events.BaseSelectorEventLoop
 
 
 class _Readers:
     """How to add and remove a reader on one loop (Note [Waiting for a reply])."""
 
-    __slots__ = ("add", "loop", "remove")
+    __slots__ = ("add", "loop", "remove", "selector")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.add: _Reader = loop.add_reader
         self.remove: _Reader = loop.remove_reader
-        base = selector_events.BaseSelectorEventLoop
+        #: The loop's selector, to register in directly; None: use add/remove.
+        self.selector: selectors.BaseSelector | None = None
         kind = type(loop)
         if (
-            isinstance(loop, base)
-            and kind.add_reader is base.add_reader
-            and kind.remove_reader is base.remove_reader
+            isinstance(loop, _BASE)
+            and kind.add_reader is _BASE.add_reader
+            and kind.remove_reader is _BASE.remove_reader
+            # Not in typeshed: the method that reads the keys we register.
+            and getattr(kind, "_process_events", None) is getattr(_BASE, "_process_events", ())
         ):
-            self.add = getattr(loop, "_add_reader", self.add)
-            self.remove = getattr(loop, "_remove_reader", self.remove)
+            selector = getattr(loop, "_selector", None)
+            if isinstance(selector, selectors.BaseSelector):
+                self.selector = selector
+
+
+def _fire(read: _Read) -> None:
+    # Once: see Note [Waiting for a reply] on level-triggered readiness.
+    read.stop()
+    if not read.future.done():
+        read.future.set_result(None)
 
 
 class _Read:
     """One wait for the socket to be readable: its reader and its future."""
 
-    __slots__ = ("fileno", "future", "registered", "remove")
+    __slots__ = ("fileno", "future", "readers", "registered", "selector")
 
     def __init__(self, readers: _Readers, fileno: int) -> None:
         self.fileno = fileno
-        self.future = readers.loop.create_future()
-        self.remove = readers.remove
-        readers.add(fileno, _readable, self.future)
+        loop = readers.loop
+        self.future = loop.create_future()
+        self.readers = readers
+        selector = readers.selector
+        if selector is not None:
+            try:
+                # The key's data as the loop's own add_reader() makes it.
+                selector.register(fileno, _EVENT_READ, (Handle(_fire, (self,), loop), None))
+            except KeyError:  # registered already: let the loop combine them
+                selector = None
+        if selector is None:
+            readers.add(fileno, _fire, self)
+        self.selector = selector
         self.registered = True
 
     def stop(self) -> None:
-        if self.registered:
-            self.registered = False
-            self.remove(self.fileno)
+        if not self.registered:
+            return
+        self.registered = False
+        selector = self.selector
+        if selector is None:
+            self.readers.remove(self.fileno)
+            return
+        key = selector.unregister(self.fileno)
+        if key.events != _EVENT_READ:  # a writer was added meanwhile: keep it
+            selector.register(self.fileno, key.events & ~_EVENT_READ, (None, key.data[1]))
 
 
 class WaitingConnection(psycopg.AsyncConnection[Row]):
