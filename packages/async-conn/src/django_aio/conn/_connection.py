@@ -85,6 +85,10 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection, Instrumentatio
         lease = self.hold_now()
         if lease is not None:
             return lease
+        return await self._hold_waiting()
+
+    async def _hold_waiting(self) -> Lease:
+        # hold() after hold_now() said it must wait.
         provider = providers.current  # Note [Connection providers]
         lease = None if provider is None else await provider.lend(self)
         if lease is not None:
@@ -140,8 +144,10 @@ class AsyncConnection(TaskEnd, ManualTransactions, Introspection, Instrumentatio
         comes after the connection was already given back because its task
         ended does nothing (Note [Task end]).
         """
-        if self.unhold_now(tenure):
-            return
+        if not self.unhold_now(tenure):
+            await self._unhold_waiting()
+
+    async def _unhold_waiting(self) -> None:
         # The last hold, on a connection that must wait to go back: its
         # server-side cursors to close, or a provider's return. Shielded: a
         # second cancellation must not strand the connection; the return

@@ -270,7 +270,7 @@ class Pinned:
         connection = self._connection
         lease = connection.hold_now()
         if lease is None:
-            lease = await connection.hold()
+            lease = await connection._hold_waiting()
         self._tenure = connection.tenure
         self._pin, self._token = push_pin(connection)
         return lease.wrapper
@@ -279,7 +279,7 @@ class Pinned:
         connection = self._connection
         pop_pin(self._pin, self._token)
         if not connection.unhold_now(self._tenure):
-            await connection.unhold(self._tenure)
+            await connection._unhold_waiting()
 
 
 def save_ownership() -> tuple[Scope | None, tuple[Pin, ...]]:

@@ -79,7 +79,7 @@ class Unit:
             conn = self.scope.connection(alias)
             lease = conn.hold_now()  # an idle pooled connection: nearly always
             if lease is None:
-                lease = await_coroutine(conn.hold())
+                lease = await_coroutine(conn._hold_waiting())
             self.own.append(conn)
             self.leases[alias] = lease
         return lease.wrapper
