@@ -167,13 +167,9 @@ def main(args: argparse.Namespace) -> None:
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench: {tool} is needed (apt-get install valgrind)")
-    from peers import create_database, server_url
+    from peers import filled_database
 
-    url = create_database(server_url())
-    env = {**os.environ, "DATABASE_URL": url}
-    subprocess.run(
-        [sys.executable, str(HERE / "peer_impls.py"), "raw", "--setup"], env=env, check=True
-    )
+    env = {**os.environ, "DATABASE_URL": filled_database()}
     ops = OPS if args.op == "all" else args.op.split(",")
     keys = args.only.split(",")
     for name, known in (("--op", OPS), ("--only", KEYS)):

@@ -123,6 +123,13 @@ def create_database(url: str) -> str:
     return with_database(url, DATABASE)
 
 
+def filled_database() -> str:
+    """The bench database's URL, created and filled with the workloads' rows."""
+    url = create_database(server_url())
+    run_worker("raw", url, "--setup")
+    return url
+
+
 # -- the ORM rounds --------------------------------------------------------------
 
 

@@ -227,13 +227,9 @@ def _table(op: str, keys: list[str], n: int, env: dict[str, str], strace: str | 
 
 
 def main(args: argparse.Namespace) -> None:
-    from peers import create_database, server_url
+    from peers import filled_database
 
-    url = create_database(server_url())
-    env = {**os.environ, "DATABASE_URL": url}
-    subprocess.run(
-        [sys.executable, str(HERE / "peer_impls.py"), "raw", "--setup"], env=env, check=True
-    )
+    env = {**os.environ, "DATABASE_URL": filled_database()}
     keys = [
         k for k in IMPLS if not (IMPLEMENTATIONS[k].needs_python_312 and sys.version_info < (3, 12))
     ]
