@@ -531,3 +531,56 @@ def test_the_current_time_zone_is_the_one_of_each_run(library: None) -> None:
     with timezone.override("Asia/Tokyo"):
         assert compiled.get(name="Ann").h == 21  # type: ignore[attr-defined]
     assert compiled.get(name="Ann").h == 12  # type: ignore[attr-defined]
+
+
+def test_converters_are_looked_up_on_the_first_run_and_applied_on_every_run(
+    library: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db.models import ExpressionWrapper, F, FloatField
+
+    def authors(age: Any) -> QuerySet[Author, Author]:
+        half = ExpressionWrapper(F("age") / 2.0, output_field=FloatField())
+        return Author.objects.filter(age__gte=age).annotate(half=half).order_by("pk")
+
+    def rows(found: list[Author]) -> list[tuple[str, Any]]:
+        return [(author.name, author.half) for author in found]  # type: ignore[attr-defined]
+
+    ages = (0, 35, 0)
+    expected = [rows(list(authors(age))) for age in ages]
+    assert all(type(half) is float for run in expected for _, half in run)
+    assert expected[0] != expected[1]
+
+    looked_up: list[Any] = []
+    ops = type(connection.ops)
+    original = ops.get_db_converters
+
+    def counted(self: Any, expression: Any) -> list[Any]:
+        looked_up.append(expression)
+        return original(self, expression)
+
+    monkeypatch.setattr(ops, "get_db_converters", counted)
+    compiled = CompiledQuery(authors(Param("age")))
+    assert rows(compiled.list(age=0)) == expected[0]
+    assert len(looked_up) == 4  # id, name, age and the annotation
+    again = [rows(compiled.list(age=age)) for age in ages]
+    assert again == expected
+    assert all(type(half) is float for run in again for _, half in run)  # not Decimal
+    assert len(looked_up) == 4
+
+
+def test_converters_of_a_composite_key_and_json_as_django(library: None) -> None:
+    # Django looks up the converters of a composite key's columns in a nested
+    # call of its own; only those of the selected columns are kept.
+    from orm_testapp.models import Seat
+
+    Seat.objects.create(block="A", number=1, details={"row": [1, 2]})
+    Seat.objects.create(block="B", number=2, details={"row": [3]})
+
+    def seats(number: Any) -> QuerySet[Any, Any]:
+        chosen = Seat.objects.filter(number__gte=number).order_by("number")
+        return chosen.values_list("pk", "details")
+
+    compiled = CompiledQuery(seats(Param("n")))
+    for number in (0, 2, 0):
+        assert compiled.list(n=number) == list(seats(number))
+    assert compiled.list(n=0) == [(("A", 1), {"row": [1, 2]}), (("B", 2), {"row": [3]})]

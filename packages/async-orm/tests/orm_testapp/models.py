@@ -173,3 +173,12 @@ class Sticker(AsyncMixin, models.Model):
     target = GenericForeignKey("content_type", "object_id")
 
     objects: AsyncManager[Sticker] = AsyncManager()
+
+
+class Seat(models.Model):
+    """A composite primary key, and a column Django converts (JSON)."""
+
+    pk = models.CompositePrimaryKey("block", "number")
+    block = models.CharField(max_length=2)
+    number = models.IntegerField()
+    details = models.JSONField(default=dict)

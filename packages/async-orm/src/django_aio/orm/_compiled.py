@@ -9,9 +9,12 @@ ENGINE saves only the compiling. ``CompiledQuery`` saves both: the queryset
 is built once, with ``Param("name")`` in place of each value, and compiled
 once per database alias; each run binds the values and hands the SQL to
 Django's own result iterators (``ModelIterable``, ``ValuesIterable``, ...),
-which build the objects exactly as for the queryset. The statement goes
-through Django's cursor, so query logging, ``execute_wrapper()``,
-``CaptureQueriesContext`` and transactions see it like any other.
+which build the objects exactly as for the queryset. The converters of the
+selected columns (``from_db_value()`` and the like), which Django looks up
+on every run, are looked up on a template's first run and kept. The
+statement goes through Django's cursor, so query logging,
+``execute_wrapper()``, ``CaptureQueriesContext`` and transactions see it
+like any other.
 
 Each value is prepared as Django prepares the same value written in the
 queryset: a lookup of the same class is built on the same column with the
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Iterator
+from operator import is_
 from typing import Any, Generic, TypeVar
 
 import django
@@ -103,6 +107,12 @@ class _Template:
                 self.slots.append((index, value.name, lookup))
         self.compiler_class = _bound_class(type(compiler))
         self.compiler_state = dict(compiler.__dict__)
+        # What results_iter() asks converters for; they are found on the
+        # first run and kept (in a list the runs' compilers share).
+        selected = (compiler.select or [])[: getattr(compiler, "col_count", 0)]
+        columns = tuple(column[0] for column in selected)
+        self.compiler_state["django_aio_columns"] = columns
+        self.compiler_state["django_aio_converters"] = []
 
     def compiler(self, connection: Any, values: dict[str, Any]) -> Any:
         """A compiler of this SQL with ``values`` bound, on ``connection``."""
@@ -129,7 +139,19 @@ def _bound_class(compiler_class: type[Any]) -> type[Any]:
                 raise EmptyResultSet
             return sql, params
 
-        bound = type(f"Bound{compiler_class.__name__}", (compiler_class,), {"as_sql": as_sql})
+        find_converters = compiler_class.get_converters
+
+        def get_converters(self: Any, expressions: list[Any]) -> dict[int, Any]:
+            columns = self.django_aio_columns
+            if len(expressions) != len(columns) or not all(map(is_, expressions, columns)):
+                return find_converters(self, expressions)  # type: ignore[no-any-return]
+            known: list[dict[int, Any]] = self.django_aio_converters
+            if not known:
+                known.append(find_converters(self, expressions))
+            return known[0]
+
+        namespace = {"as_sql": as_sql, "get_converters": get_converters}
+        bound = type(f"Bound{compiler_class.__name__}", (compiler_class,), namespace)
         _bound_classes[compiler_class] = bound
     return bound
 
