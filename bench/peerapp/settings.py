@@ -50,5 +50,13 @@ def configure(flavour: Flavour, pool_size: int = POOL_SIZE) -> None:
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         # The pool is the point of these rows: don't warn that it is one.
         ASYNC_BACKEND_DISABLE_POOL_WARNING=True,
+        # A view's error (a 500) prints its traceback in the server's output,
+        # which the benchmark's own output shows, even with DEBUG off.
+        LOGGING={
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+            "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR"}},
+        },
     )
     django.setup()
