@@ -55,6 +55,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from peer_impls import IMPLEMENTATIONS, ITEMS  # noqa: E402
+from peers import child_command, filled_database  # noqa: E402
 
 TIMEOUT = 600.0
 
@@ -118,16 +119,7 @@ def measure(key: str, op: str, n: int, env: dict[str, str]) -> float:
             "--tool=callgrind",
             "--instr-atstart=no",
             f"--callgrind-out-file={dump}",
-            sys.executable,
-            __file__,
-            "--child",
-            key,
-            "--op",
-            op,
-            "--n",
-            str(n),
-            "--signals",
-            str(signals),
+            *child_command(__file__, key, op, n, "--signals", str(signals)),
         ]
         with (signals / "child.log").open("wb") as log:
             process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -167,8 +159,6 @@ def main(args: argparse.Namespace) -> None:
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench: {tool} is needed (apt-get install valgrind)")
-    from peers import filled_database
-
     env = {**os.environ, "DATABASE_URL": filled_database()}
     ops = OPS if args.op == "all" else args.op.split(",")
     keys = args.only.split(",")

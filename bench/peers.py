@@ -123,6 +123,11 @@ def create_database(url: str) -> str:
     return with_database(url, DATABASE)
 
 
+def child_command(script: str, key: str, op: str, n: int, *extra: str) -> list[str]:
+    """The command line of ``script``'s measured child: ``n`` operations of ``op`` on ``key``."""
+    return [sys.executable, script, "--child", key, "--op", op, "--n", str(n), *extra]
+
+
 def filled_database() -> str:
     """The bench database's URL, created and filled with the workloads' rows."""
     url = create_database(server_url())

@@ -77,6 +77,7 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from peer_impls import IMPLEMENTATIONS, ITEMS, Impl  # noqa: E402
+from peers import child_command, filled_database  # noqa: E402
 
 WARM_UP = 300
 
@@ -160,17 +161,7 @@ def child(key: str, op: str, n: int, plain: bool) -> None:
 
 
 def _child_command(key: str, op: str, n: int, plain: bool) -> list[str]:
-    return [
-        sys.executable,
-        __file__,
-        "--child",
-        key,
-        "--op",
-        op,
-        "--n",
-        str(n),
-        *(["--plain"] if plain else []),
-    ]
+    return child_command(__file__, key, op, n, *(["--plain"] if plain else []))
 
 
 def syscalls(key: str, op: str, n: int, env: dict[str, str]) -> float:
@@ -227,8 +218,6 @@ def _table(op: str, keys: list[str], n: int, env: dict[str, str], strace: str | 
 
 
 def main(args: argparse.Namespace) -> None:
-    from peers import filled_database
-
     env = {**os.environ, "DATABASE_URL": filled_database()}
     keys = [
         k for k in IMPLS if not (IMPLEMENTATIONS[k].needs_python_312 and sys.version_info < (3, 12))
