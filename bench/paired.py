@@ -74,6 +74,7 @@ from typing import IO, Any  # noqa: E402
 
 from peer_impls import (  # noqa: E402
     IMPLEMENTATIONS,
+    POOL_SIZE,
     WORKLOADS,
     Workload,
     new_event_loop_factory,
@@ -82,7 +83,6 @@ from peer_impls import (  # noqa: E402
 from peers import BASELINE, available, filled_database  # noqa: E402
 
 TIMEOUT = 300.0
-POOL_SIZE = 16
 BY_KEY = {workload.key: workload for workload in WORKLOADS}
 
 
