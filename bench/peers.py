@@ -155,6 +155,12 @@ def run_worker(impl: str, url: str, *args: str) -> dict[str, float]:
 
 
 def available(only: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """The keys of ``only`` (all if None) that run here, Django's always; and those skipped."""
+    unknown = [key for key in only or () if key not in IMPLEMENTATIONS]
+    if unknown:
+        raise SystemExit(
+            f"--only: unknown {', '.join(unknown)}; choose from {', '.join(IMPLEMENTATIONS)}"
+        )
     keys, skipped = [], {}
     for key, impl in IMPLEMENTATIONS.items():
         if only and key not in only and key != BASELINE:
