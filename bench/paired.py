@@ -218,8 +218,7 @@ def report(ratios: dict[str, dict[str, list[float]]], keys: list[str], args: Any
 
 
 def main(args: argparse.Namespace) -> int:
-    workloads = WORKLOADS if args.workloads == "all" else args.workloads.split(",")
-    names = [w.key for w in WORKLOADS] if args.workloads == "all" else workloads
+    names = list(BY_KEY) if args.workloads == "all" else args.workloads.split(",")
     unknown = [name for name in names if name not in BY_KEY]
     if unknown or args.cycles < 1 or args.batch <= 0:
         raise SystemExit(
