@@ -14,9 +14,13 @@ Here every implementation's worker is started once and warmed up, then the
 controller asks each in turn, in a new random order every cycle, for one
 short batch of a workload: the same number of operations for everyone,
 ``--batch`` times a pass of bench/peers.py (200 gets, 100 creates, 40
-transactions: tens of milliseconds each). A batch of one
-implementation and the same cycle's batch of Django's async ORM run within a
-fraction of a second of each other, under the same load, so their ratio is
+transactions: tens of milliseconds each; Django's 200 queries of 5 ms take
+it a second). The same work, not the same time: a cost per batch (starting
+and ending the concurrent columns' tasks) weighs more on a faster row and
+pulls its ratio towards 1, so give those columns longer batches (``--batch
+0.5``). A batch of one
+implementation and the same cycle's batch of Django's async ORM run moments
+apart, under the same load, so their ratio is
 measured on equal terms; the report gives, per workload and implementation,
 the median over the cycles of that per-cycle ratio and its interquartile
 range. Django's async ORM is always among the workers (it is the baseline).
@@ -65,10 +69,13 @@ if __name__ == "__main__":
 
 import asyncio  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
+import queue  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from typing import IO, Any  # noqa: E402
 
@@ -82,7 +89,7 @@ from peer_impls import (  # noqa: E402
 )
 from peers import BASELINE, available, filled_database  # noqa: E402
 
-TIMEOUT = 300.0
+TIMEOUT = 300.0  # the longest a worker may take to answer
 BY_KEY = {workload.key: workload for workload in WORKLOADS}
 
 
@@ -142,11 +149,27 @@ class Worker:
         self.process = subprocess.Popen(
             command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
+        # A thread reads the worker's output, so that a worker that hangs
+        # ends the run after TIMEOUT instead of blocking it for ever.
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        stdout: IO[str] = self.process.stdout  # type: ignore[assignment]
+        for line in stdout:
+            self.lines.put(line)
+        self.lines.put("")  # end of output
 
     def _read(self) -> Any:
-        stdout: IO[str] = self.process.stdout  # type: ignore[assignment]
         while True:
-            line = stdout.readline()
+            try:
+                line = self.lines.get(timeout=TIMEOUT)
+            except queue.Empty:
+                self.process.kill()
+                self.process.wait()
+                raise SystemExit(
+                    f"bench: the {self.key} worker did not answer in {TIMEOUT:.0f} s"
+                ) from None
             if not line:
                 code = self.process.wait(TIMEOUT)
                 raise SystemExit(f"bench: the {self.key} worker ended (exit {code})")
@@ -166,42 +189,60 @@ class Worker:
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            stdin: IO[str] = self.process.stdin  # type: ignore[assignment]
             try:
-                self.process.communicate("stop\n", timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
+                stdin.write("stop\n")
+                stdin.close()
+                self.process.wait(TIMEOUT)
+            except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
+                self.process.wait()
 
 
 def _check_connections(url: str, workers: int) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SHOW max_connections").fetchone()
-    limit = int(row[0]) if row else 0
-    needed = workers * POOL_SIZE + 5
-    if needed > limit:
+        row = conn.execute(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+            " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+        ).fetchone()
+    free = int(row[0]) if row else 0
+    needed = workers * POOL_SIZE
+    if needed > free:
         raise SystemExit(
-            f"bench: {workers} workers keep {workers * POOL_SIZE} connections open, and the"
-            f" server allows {limit}; pass fewer keys to --only or raise max_connections"
+            f"bench: {workers} workers keep {needed} connections open, and the server has"
+            f" {free} free; pass fewer keys to --only, or close other connections or raise"
+            " max_connections"
         )
 
 
 def _quartiles(values: list[float]) -> tuple[float, float, float]:
     if len(values) < 2:
         return values[0], values[0], values[0]
-    # The middle cut point of the quartiles is the median.
-    low, middle, high = statistics.quantiles(values, n=4)
+    # Within the data (the default method extrapolates past it for few
+    # values); the middle cut point is the median.
+    low, middle, high = statistics.quantiles(values, n=4, method="inclusive")
     return low, middle, high
 
 
-def report(ratios: dict[str, dict[str, list[float]]], keys: list[str], args: Any) -> str:
+def report(
+    ratios: dict[str, dict[str, list[float]]],
+    keys: list[str],
+    skipped: dict[str, str],
+    seed: int,
+    args: Any,
+) -> str:
     workloads = [w for w in WORKLOADS if w.key in ratios]
     lines = [
         f"Paired ratios over Django's async ORM: {args.cycles} cycles; in each, one batch per"
         " implementation and workload, in a random order (operations per batch: "
         + ", ".join(f"{w.key} {batch_size(w, args.batch)}" for w in workloads)
-        + f"; Python {sys.version.split()[0]}). Median of the per-cycle ratios of ops/s over"
-        " Django's batch of the same cycle, and in brackets the interquartile range.",
+        + f"; Python {sys.version.split()[0]}; order seed {seed}). Median of the per-cycle"
+        " ratios of ops/s over Django's batch of the same cycle, and in brackets the"
+        " interquartile range.",
+        *(f"Not run: {key}, {why}." for key, why in skipped.items()),
         "",
         "| implementation | " + " | ".join(w.title for w in workloads) + " |",
         "|---|" + "---:|" * len(workloads),
@@ -220,19 +261,24 @@ def report(ratios: dict[str, dict[str, list[float]]], keys: list[str], args: Any
 def main(args: argparse.Namespace) -> int:
     names = list(BY_KEY) if args.workloads == "all" else args.workloads.split(",")
     unknown = [name for name in names if name not in BY_KEY]
-    if unknown or args.cycles < 1 or args.batch <= 0:
+    if unknown:
         raise SystemExit(
             f"bench: unknown workloads {', '.join(unknown)} (choose from {', '.join(BY_KEY)})"
-            if unknown
-            else "bench: --cycles must be at least 1 and --batch positive"
         )
+    if len(set(names)) != len(names):
+        raise SystemExit("bench: --workloads names a workload twice")
+    if args.cycles < 1 or not (math.isfinite(args.batch) and args.batch > 0):
+        raise SystemExit("bench: --cycles must be at least 1 and --batch a positive number")
     args.workloads = ",".join(names)
     keys, skipped = available(args.only.split(","))
     for key, why in skipped.items():
         print(f"skipping {key}: {why}", file=sys.stderr)
+    if keys == [BASELINE]:
+        raise SystemExit("bench: no row to compare with Django's; name one in --only")
     url = filled_database()
     _check_connections(url, len(keys))
     env = {**os.environ, "DATABASE_URL": url}
+    seed = int.from_bytes(os.urandom(4), "big")  # printed in the report
     workers = [Worker(key, args, env) for key in keys]
     ratios: dict[str, dict[str, list[float]]] = {name: {k: [] for k in keys} for name in names}
     started = time.perf_counter()
@@ -240,7 +286,7 @@ def main(args: argparse.Namespace) -> int:
         for worker in workers:
             worker.ready()
             print(f"{worker.key}: warmed up", flush=True)
-        shuffle = random.Random(0)
+        shuffle = random.Random(seed)
         for cycle in range(args.cycles):
             for name in names:
                 order = workers[:]
@@ -252,7 +298,7 @@ def main(args: argparse.Namespace) -> int:
     finally:
         for worker in workers:
             worker.stop()
-    text = report(ratios, keys, args)
+    text = report(ratios, keys, skipped, seed, args)
     print()
     print(text)
     if args.out:
