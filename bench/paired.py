@@ -87,7 +87,7 @@ from peer_impls import (  # noqa: E402
     new_event_loop_factory,
     run_workload,
 )
-from peers import BASELINE, available, filled_database  # noqa: E402
+from peers import BASELINE, available, filled_database, table_head  # noqa: E402
 
 TIMEOUT = 300.0  # the longest a worker may take to answer
 BY_KEY = {workload.key: workload for workload in WORKLOADS}
@@ -244,8 +244,7 @@ def report(
         " interquartile range.",
         *(f"Not run: {key}, {why}." for key, why in skipped.items()),
         "",
-        "| implementation | " + " | ".join(w.title for w in workloads) + " |",
-        "|---|" + "---:|" * len(workloads),
+        *table_head(workloads),
     ]
     for key in keys:
         if key == BASELINE:

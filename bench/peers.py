@@ -59,7 +59,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from importlib import metadata  # noqa: E402
 from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
-from peer_impls import IMPLEMENTATIONS, WORKLOADS  # noqa: E402
+from peer_impls import IMPLEMENTATIONS, WORKLOADS, Workload  # noqa: E402
 
 # Two runs at once on one server must not share a database (each refills
 # the tables): DJANGO_AIO_BENCH_DATABASE names another.
@@ -249,6 +249,14 @@ def _versions() -> str:
     return f"Python {platform.python_version()}, " + ", ".join(found)
 
 
+def table_head(workloads: list[Workload]) -> list[str]:
+    """The first two lines of a Markdown table with a row per implementation."""
+    return [
+        "| implementation | " + " | ".join(w.title for w in workloads) + " |",
+        "|---|" + "---:|" * len(workloads),
+    ]
+
+
 def report(results: Results, args: argparse.Namespace, rounds: int, scale: float) -> str:
     keys = [k for k in IMPLEMENTATIONS if k in results.ops or k in results.skipped]
     lines = [
@@ -260,8 +268,7 @@ def report(results: Results, args: argparse.Namespace, rounds: int, scale: float
         " (higher is better). Pool of 16 connections everywhere; each implementation in a"
         " fresh process per round, the order rotating round by round.",
         "",
-        "| implementation | " + " | ".join(w.title for w in WORKLOADS) + " |",
-        "|---|" + "---:|" * len(WORKLOADS),
+        *table_head(WORKLOADS),
     ]
     for key in keys:
         cells = []
