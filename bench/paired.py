@@ -15,20 +15,21 @@ controller asks each in turn, in a new random order every cycle, for one
 short batch of a workload: the same number of operations for everyone,
 ``--batch`` times a pass of bench/peers.py (200 gets, 100 creates, 40
 transactions: tens of milliseconds each; Django's 200 queries of 5 ms take
-it a second). The same work, not the same time: a cost per batch (starting
-and ending the concurrent columns' tasks) weighs more on a faster row and
-pulls its ratio towards 1, so give those columns longer batches (``--batch
-0.5``). A batch of one
-implementation and the same cycle's batch of Django's async ORM run moments
-apart, under the same load, so their ratio is
-measured on equal terms; the report gives, per workload and implementation,
-the median over the cycles of that per-cycle ratio and its interquartile
-range. Django's async ORM is always among the workers (it is the baseline).
+it a second). A batch of one implementation and the same cycle's batch of
+Django's async ORM run moments apart, under the same load, so their ratio
+is measured on equal terms; the report gives, per workload and
+implementation, the median over the cycles of that per-cycle ratio and its
+interquartile range. Django's async ORM is always among the workers (it is
+the baseline).
 
-Each worker keeps its pool open (16 connections): the server must accept
-16 connections per implementation and a few more; the controller checks
-``max_connections`` first. The database is bench/peers.py's; do not run two
-benchmarks on it at once.
+The same work is not the same time: a cost per batch (starting and ending
+the concurrent columns' tasks) weighs more on a faster row and pulls its
+ratio towards 1, so give those columns longer batches (``--batch 0.5``).
+
+Each worker keeps its pool open (16 connections): the controller first
+checks that the server has that many free per worker (``max_connections``
+less the reserved and open connections). The database is bench/peers.py's;
+do not run two benchmarks on it at once.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ from peer_impls import (  # noqa: E402
     Workload,
     new_event_loop_factory,
     run_workload,
+    warm_up,
 )
 from peers import BASELINE, available, filled_database, table_head  # noqa: E402
 
@@ -110,18 +112,16 @@ async def _serve(key: str, workloads: list[Workload], share: float) -> None:
     await impl.start()
     loop = asyncio.get_running_loop()
     try:
-        sizes = {}
         for workload in workloads:
-            sizes[workload.key] = batch_size(workload, share)
-            await run_workload(impl, workload, max(workload.tasks, workload.ops // 5))  # warm up
-        _answer({"ready": sizes})
+            await warm_up(impl, workload, workload.ops)
+        _answer("ready")
         while True:
             # Off the loop: the pools' own tasks may run between two batches.
             line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
             if not line or line[0] == "stop":
                 break
             workload = BY_KEY[line[0]]
-            _answer(await run_workload(impl, workload, sizes[workload.key]))
+            _answer(await run_workload(impl, workload, batch_size(workload, share)))
     finally:
         await impl.stop()
 
@@ -177,8 +177,10 @@ class Worker:
                 return json.loads(line[len(PROTOCOL) :])
             print(f"  [{self.key}] {line}", end="", file=sys.stderr)
 
-    def ready(self) -> dict[str, int]:
-        return self._read()["ready"]  # type: ignore[no-any-return]
+    def ready(self) -> None:
+        """Wait until the worker has warmed up."""
+        if self._read() != "ready":
+            raise SystemExit(f"bench: the {self.key} worker did not say it was ready")
 
     def batch(self, workload: str) -> float:
         """ops/s of one batch of ``workload``."""

@@ -497,6 +497,11 @@ async def run_workload(impl: Impl, workload: Workload, ops: int) -> float:
     return done / (time.perf_counter() - started)
 
 
+async def warm_up(impl: Impl, workload: Workload, ops: int) -> None:
+    """Run a fifth of a pass of ``ops`` operations, at least one per task, untimed."""
+    await run_workload(impl, workload, max(workload.tasks, ops // 5))
+
+
 async def run_all(impl: Impl, scale: float, only: list[str] | None) -> dict[str, float]:
     await impl.start()
     results = {}
@@ -505,7 +510,7 @@ async def run_all(impl: Impl, scale: float, only: list[str] | None) -> dict[str,
             if only and workload.key not in only:
                 continue
             ops = max(workload.tasks * 2, int(workload.ops * scale))
-            await run_workload(impl, workload, max(workload.tasks, ops // 5))  # warm up
+            await warm_up(impl, workload, ops)
             results[workload.key] = await run_workload(impl, workload, ops)
     finally:
         await impl.stop()
