@@ -134,8 +134,10 @@ class _WatchedSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
 
     watched: int = -1
     reported: int = 0
+    selects: int = 0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        self.selects += 1
         ready = super().select(timeout)
         self.reported += sum(1 for key, _ in ready if key.fd == self.watched)
         return ready
@@ -204,4 +206,64 @@ async def test_a_writer_on_the_socket_is_kept_by_a_wait() -> None:
         assert not loop.remove_reader(fileno)
     finally:
         loop.remove_writer(fileno)
+        await aconnection.close()
+
+
+def test_a_reply_resumes_its_task_in_the_loop_iteration_that_saw_it() -> None:
+    # Note [Waking the task at once]: one select() per round trip, not one to
+    # see the reply and a second to run the task that it woke.
+    selector = _WatchedSelector()
+
+    async def main() -> None:
+        aconnection = await _waiting_connection()
+        try:
+            selector.selects = 0
+            for number in range(5):
+                cursor = await aconnection.execute("SELECT %s::int", [number])
+                assert await cursor.fetchone() == (number,)
+            assert selector.selects == 5
+        finally:
+            await aconnection.close()
+
+    with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
+        runner.run(main())
+
+
+async def test_a_task_cancelled_while_it_waits_gets_the_message_and_a_usable_connection() -> None:
+    aconnection = await _waiting_connection()
+    try:
+        waiting = asyncio.create_task(aconnection.execute("SELECT pg_sleep(30)"))
+        await asyncio.sleep(0.2)
+        waiting.cancel("the client went away")
+        with pytest.raises(asyncio.CancelledError, match=r"^the client went away$"):
+            await asyncio.wait_for(waiting, 10)
+        assert waiting.cancelled()
+        # psycopg cancelled the sleep on the server and read the rest of its reply.
+        cursor = await asyncio.wait_for(aconnection.execute("SELECT 7"), 10)
+        assert await cursor.fetchone() == (7,)
+    finally:
+        await aconnection.close()
+
+
+async def test_a_task_cancelled_as_its_reply_arrives_sees_one_or_the_other() -> None:
+    # The cancellation and the reply land in the same loop iteration: the task
+    # is cancelled or has its result, never both, and nothing is left waiting.
+    aconnection = await _waiting_connection()
+    loop = asyncio.get_running_loop()
+    outcomes: set[str] = set()
+    try:
+        for _ in range(50):
+            waiting = asyncio.create_task(aconnection.execute("SELECT pg_sleep(0.01)"))
+            loop.call_later(0.01, waiting.cancel)
+            try:
+                await asyncio.wait_for(asyncio.shield(waiting), 10)
+                outcomes.add("done")
+            except asyncio.CancelledError:
+                assert waiting.cancelled()
+                outcomes.add("cancelled")
+            cursor = await asyncio.wait_for(aconnection.execute("SELECT 1"), 10)
+            assert await cursor.fetchone() == (1,)
+        assert outcomes
+        assert not loop.remove_reader(aconnection.pgconn.socket)
+    finally:
         await aconnection.close()

@@ -13,7 +13,8 @@ a timeout. Nearly every wait of ours is the same: a query was sent, its reply
 is awaited.
 
 So ``wait()`` here handles exactly that case, waiting for the socket to be
-readable with one future and one reader callback, and hands everything else
+readable with one reader callback and one awaitable (Note [Waking the task
+at once]), and hands everything else
 to psycopg's own ``wait()``, unchanged:
 
 - a wait with a timeout (psycopg's cancellation of a query uses one);
@@ -49,6 +50,22 @@ If the descriptor is in the selector already (a writer someone else added),
 the loop's own methods are used. A loop class that overrides the public
 methods or the loop's handling of events, or has no selector (uvloop), gets
 the public ones.
+
+Note [Waking the task at once]
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+Had the wait awaited an ``asyncio.Future``, the reader would set its result,
+the future would schedule the task's wake-up with ``call_soon``, and the loop
+would run it in its next iteration: one more ``select`` system call and one
+more pass of the loop's bookkeeping for every round trip. The task awaits a
+``_Read`` instead, which implements the part of the Future protocol that
+``asyncio.Task`` uses with any Future-compatible awaitable (asyncio supports
+those: ``_asyncio_future_blocking``, ``get_loop``, ``add_done_callback``,
+``cancel``, ``result``). When the reader fires it calls the task's wake-up
+itself, in the task's context, in the loop iteration that saw the reply. That
+is safe there: a reader's callback runs from the loop with no task running,
+which is where a scheduled wake-up would run too. Anything else that ends a
+wait (the task cancelled, the connection closed, maybe from another task)
+schedules the wake-up as a Future would, never inline.
 """
 
 from __future__ import annotations
@@ -58,6 +75,7 @@ import selectors
 from asyncio import selector_events
 from asyncio.events import Handle
 from collections.abc import Callable, Generator
+from contextvars import Context
 from time import monotonic
 from typing import Any, cast
 
@@ -86,6 +104,7 @@ _INTERRUPTIONS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
 
 
 _Reader = Callable[..., Any]
+_Callback = Callable[[Any], Any]
 _BASE = selector_events.BaseSelectorEventLoop
 
 
@@ -116,19 +135,56 @@ class _Readers:
 def _fire(read: _Read) -> None:
     # Once: see Note [Waiting for a reply] on level-triggered readiness.
     read.stop()
-    if not read.future.done():
-        read.future.set_result(None)
+    if read.finished:
+        return
+    read.finished = True
+    wakeup = read.wakeup
+    if wakeup is not None:
+        # Note [Waking the task at once]: no task runs in a reader's callback.
+        context = read.context
+        if context is None:
+            wakeup(read)
+        else:
+            context.run(wakeup, read)
+    if read.more is not None:
+        for callback, context in read.more:
+            if context is None:
+                callback(read)
+            else:
+                context.run(callback, read)
 
 
 class _Read:
-    """One wait for the socket to be readable: its reader and its future."""
+    """One wait for the socket to be readable: its reader, and what its task awaits.
 
-    __slots__ = ("fileno", "future", "readers", "registered", "selector")
+    The awaitable is not an ``asyncio.Future`` but implements the part of its
+    protocol that an ``asyncio.Task`` uses (Note [Waking the task at once]).
+    """
+
+    __slots__ = (
+        "_asyncio_future_blocking",
+        "context",
+        "error",
+        "fileno",
+        "finished",
+        "loop",
+        "more",
+        "readers",
+        "registered",
+        "selector",
+        "wakeup",
+    )
 
     def __init__(self, readers: _Readers, fileno: int) -> None:
         self.fileno = fileno
-        loop = readers.loop
-        self.future = loop.create_future()
+        loop = self.loop = readers.loop
+        self._asyncio_future_blocking = False
+        self.finished = False
+        self.error: BaseException | None = None
+        self.wakeup: _Callback | None = None
+        self.context: Context | None = None
+        # Callbacks after the first (the task's): an inline shield adds some.
+        self.more: list[tuple[_Callback, Context | None]] | None = None
         self.readers = readers
         selector = readers.selector
         if selector is not None:
@@ -153,6 +209,80 @@ class _Read:
         key = selector.unregister(self.fileno)
         if key.events != _EVENT_READ:  # a writer was added meanwhile: keep it
             selector.register(self.fileno, key.events & ~_EVENT_READ, (None, key.data[1]))
+
+    def fail(self, error: BaseException) -> bool:
+        """End the wait with ``error``; False if it had ended already."""
+        self.stop()
+        if self.finished:
+            return False
+        self.finished = True
+        self.error = error
+        # Called from other code, maybe in another task: never inline.
+        call_soon = self.loop.call_soon
+        if self.wakeup is not None:
+            call_soon(self.wakeup, self, context=self.context)
+        for callback, context in self.more or ():
+            call_soon(callback, self, context=context)
+        return True
+
+    # -- what an asyncio.Task calls on the awaitable it waits for ------------
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if not self.finished:
+            self._asyncio_future_blocking = True
+            yield self
+        self.result()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self.loop
+
+    def add_done_callback(self, fn: _Callback, *, context: Context | None = None) -> None:
+        if self.finished:
+            self.loop.call_soon(fn, self, context=context)
+        elif self.wakeup is None and not self.more:
+            self.wakeup = fn
+            self.context = context
+        elif self.more is None:
+            self.more = [(fn, context)]
+        else:
+            self.more.append((fn, context))
+
+    def remove_done_callback(self, fn: _Callback) -> int:
+        removed = 0
+        if self.wakeup is not None and self.wakeup == fn:
+            self.wakeup = self.context = None
+            removed = 1
+        if self.more:
+            kept = [(callback, context) for callback, context in self.more if callback != fn]
+            removed += len(self.more) - len(kept)
+            self.more = kept
+        return removed
+
+    def cancel(self, msg: Any = None) -> bool:
+        return self.fail(asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg))
+
+    def cancelled(self) -> bool:
+        return isinstance(self.error, asyncio.CancelledError)
+
+    def done(self) -> bool:
+        return self.finished
+
+    def result(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if not self.finished:
+            raise asyncio.InvalidStateError("the reply has not arrived yet")
+
+    def exception(self) -> BaseException | None:
+        if isinstance(self.error, asyncio.CancelledError):
+            raise self.error
+        if not self.finished:
+            raise asyncio.InvalidStateError("the reply has not arrived yet")
+        return self.error
+
+    def __repr__(self) -> str:
+        state = "finished" if self.finished else "pending"
+        return f"<wait for a reply on socket {self.fileno}: {state}>"
 
 
 class WaitingConnection(psycopg.AsyncConnection[Row]):
@@ -190,7 +320,7 @@ class WaitingConnection(psycopg.AsyncConnection[Row]):
                     return await super().wait(cast(_Gen, _Handover(gen, state=state)), interval)
                 read = self._django_aio_read = _Read(readers, fileno)
                 try:
-                    await read.future
+                    await read
                 except BaseException as exc:
                     read.stop()
                     self._django_aio_read = None
@@ -214,9 +344,7 @@ class WaitingConnection(psycopg.AsyncConnection[Row]):
             # Before the descriptor is closed: its number can be reused at
             # once, and the loop must not keep watching it for us.
             self._django_aio_read = None
-            read.stop()
-            if not read.future.done():
-                read.future.set_exception(errors.OperationalError("connection socket closed"))
+            read.fail(errors.OperationalError("connection socket closed"))
         await super().close()
 
 
