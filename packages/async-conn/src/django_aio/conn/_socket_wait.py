@@ -239,24 +239,13 @@ class _Read:
     def add_done_callback(self, fn: _Callback, *, context: Context | None = None) -> None:
         if self.finished:
             self.loop.call_soon(fn, self, context=context)
-        elif self.wakeup is None and not self.more:
+        elif self.wakeup is None:
             self.wakeup = fn
             self.context = context
         elif self.more is None:
             self.more = [(fn, context)]
         else:
             self.more.append((fn, context))
-
-    def remove_done_callback(self, fn: _Callback) -> int:
-        removed = 0
-        if self.wakeup is not None and self.wakeup == fn:
-            self.wakeup = self.context = None
-            removed = 1
-        if self.more:
-            kept = [(callback, context) for callback, context in self.more if callback != fn]
-            removed += len(self.more) - len(kept)
-            self.more = kept
-        return removed
 
     def cancel(self, msg: Any = None) -> bool:
         return self.fail(asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg))
@@ -272,13 +261,6 @@ class _Read:
             raise self.error
         if not self.finished:
             raise asyncio.InvalidStateError("the reply has not arrived yet")
-
-    def exception(self) -> BaseException | None:
-        if isinstance(self.error, asyncio.CancelledError):
-            raise self.error
-        if not self.finished:
-            raise asyncio.InvalidStateError("the reply has not arrived yet")
-        return self.error
 
     def __repr__(self) -> str:
         state = "finished" if self.finished else "pending"
