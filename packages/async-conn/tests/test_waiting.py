@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import selectors
+import time
 from typing import Any
 
 import pytest
@@ -245,25 +248,106 @@ async def test_a_task_cancelled_while_it_waits_gets_the_message_and_a_usable_con
         await aconnection.close()
 
 
-async def test_a_task_cancelled_as_its_reply_arrives_sees_one_or_the_other() -> None:
-    # The cancellation and the reply land in the same loop iteration: the task
-    # is cancelled or has its result, never both, and nothing is left waiting.
+class _HookedSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """Calls ``hook`` once, from the select() that reports ``watched`` readable."""
+
+    watched: int = -1
+    hook: Any = None
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(timeout)
+        if self.hook is not None and any(key.fd == self.watched for key, _ in ready):
+            hook, self.hook = self.hook, None
+            hook()
+        return ready
+
+
+@pytest.mark.parametrize("first", ["cancel", "reply"])
+def test_a_cancel_in_the_iteration_of_the_reply_wins_only_if_it_comes_first(first: str) -> None:
+    # Callbacks scheduled from select() run before the readers it reports,
+    # timers due at once after them: the two orders of one loop iteration.
+    selector = _HookedSelector()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        aconnection = await _waiting_connection()
+        selector.watched = aconnection.pgconn.socket
+        try:
+            for number in range(5):
+                waiting = asyncio.create_task(
+                    aconnection.execute("SELECT pg_sleep(0.01), %s::int", [number])
+                )
+                await asyncio.sleep(0)  # sent: the task waits for the reply
+                if first == "cancel":
+                    selector.hook = functools.partial(loop.call_soon, waiting.cancel, "raced")
+                else:
+                    selector.hook = functools.partial(loop.call_later, 0, waiting.cancel, "raced")
+                async with asyncio.timeout(10):
+                    if first == "cancel":
+                        with pytest.raises(asyncio.CancelledError, match=r"^raced$"):
+                            await waiting
+                    else:
+                        cursor = await waiting
+                        assert await cursor.fetchone() == ("", number)
+                cursor = await asyncio.wait_for(aconnection.execute("SELECT %s::int", [number]), 10)
+                assert await cursor.fetchone() == (number,)
+            assert not loop.remove_reader(aconnection.pgconn.socket)
+        finally:
+            await aconnection.close()
+
+    with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
+        runner.run(main())
+
+
+async def test_the_wait_a_task_is_suspended_on_answers_as_a_future_does() -> None:
+    # Tools that inspect or interrupt a task's wait call these (Note [Waking
+    # the task at once]).
     aconnection = await _waiting_connection()
-    loop = asyncio.get_running_loop()
-    outcomes: set[str] = set()
     try:
-        for _ in range(50):
-            waiting = asyncio.create_task(aconnection.execute("SELECT pg_sleep(0.01)"))
-            loop.call_later(0.01, waiting.cancel)
-            try:
-                await asyncio.wait_for(asyncio.shield(waiting), 10)
-                outcomes.add("done")
-            except asyncio.CancelledError:
-                assert waiting.cancelled()
-                outcomes.add("cancelled")
-            cursor = await asyncio.wait_for(aconnection.execute("SELECT 1"), 10)
-            assert await cursor.fetchone() == (1,)
-        assert outcomes
-        assert not loop.remove_reader(aconnection.pgconn.socket)
+        waiting = asyncio.create_task(aconnection.execute("SELECT pg_sleep(30)"))
+        await asyncio.sleep(0.1)
+        wait = waiting._fut_waiter  # type: ignore[attr-defined]
+        assert not wait.done()
+        assert not wait.cancelled()
+        with pytest.raises(asyncio.InvalidStateError):
+            wait.exception()
+        calls: list[object] = []
+        wait.add_done_callback(calls.append)
+        assert wait.remove_done_callback(calls.append) == 1
+        assert wait.remove_done_callback(calls.append) == 0
+        waiting.cancel()
+        assert wait.done()
+        assert wait.cancelled()
+        with pytest.raises(asyncio.CancelledError):
+            wait.exception()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting, 10)
+        assert calls == []
+        assert "pending" not in repr(wait)
     finally:
         await aconnection.close()
+
+
+def test_in_debug_mode_a_slow_step_after_a_reply_is_named_by_its_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Note [Waking the task at once]: the reader does not run the task itself
+    # in debug mode, so asyncio's warning names the task, not the reader.
+    async def slow_view() -> None:
+        aconnection = await _waiting_connection()
+        try:
+            cursor = await aconnection.execute("SELECT 1")
+            assert await cursor.fetchone() == (1,)
+            time.sleep(0.15)  # noqa: ASYNC251 (blocks the loop, as a slow view would)
+        finally:
+            await aconnection.close()
+
+    async def main() -> None:
+        asyncio.get_running_loop().slow_callback_duration = 0.1
+        await asyncio.create_task(slow_view(), name="slow-view")
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        asyncio.run(main(), debug=True)
+    slow = [record.getMessage() for record in caplog.records if "took" in record.getMessage()]
+    assert slow, caplog.text
+    assert all("slow-view" in message and "_fire" not in message for message in slow), slow

@@ -60,12 +60,17 @@ more pass of the loop's bookkeeping for every round trip. The task awaits a
 ``_Read`` instead, which implements the part of the Future protocol that
 ``asyncio.Task`` uses with any Future-compatible awaitable (asyncio supports
 those: ``_asyncio_future_blocking``, ``get_loop``, ``add_done_callback``,
-``cancel``, ``result``). When the reader fires it calls the task's wake-up
-itself, in the task's context, in the loop iteration that saw the reply. That
-is safe there: a reader's callback runs from the loop with no task running,
-which is where a scheduled wake-up would run too. Anything else that ends a
-wait (the task cancelled, the connection closed, maybe from another task)
-schedules the wake-up as a Future would, never inline.
+``cancel``, ``result``), plus what the inline shield of django_aio.conn and
+tools that inspect a task's wait call (``done``, ``cancelled``,
+``exception``, ``remove_done_callback``). When the reader fires it calls the
+task's wake-up itself, in the task's context, in the loop iteration that saw
+the reply. That is safe there: a reader's callback runs from the loop with no
+task running, which is where a scheduled wake-up would run too. Anything else
+that ends a wait (the task cancelled, the connection closed, maybe from
+another task) schedules the wake-up as a Future would, never inline; so do
+further callbacks (the inline shield's), and so does the reader in asyncio's
+debug mode, whose warning about a slow callback then names the task's step
+rather than the reader.
 """
 
 from __future__ import annotations
@@ -139,19 +144,23 @@ def _fire(read: _Read) -> None:
         return
     read.finished = True
     wakeup = read.wakeup
-    if wakeup is not None:
+    if wakeup is None:
+        return
+    if read.loop.get_debug():
+        # Note [Waking the task at once]: debug mode names the slow step's task.
+        read.schedule()
+        return
+    try:
         # Note [Waking the task at once]: no task runs in a reader's callback.
         context = read.context
         if context is None:
             wakeup(read)
         else:
             context.run(wakeup, read)
-    if read.more is not None:
-        for callback, context in read.more:
-            if context is None:
-                callback(read)
-            else:
-                context.run(callback, read)
+    finally:
+        if read.more is not None:
+            for callback, context in read.more:
+                read.loop.call_soon(callback, read, context=context)
 
 
 class _Read:
@@ -218,12 +227,16 @@ class _Read:
         self.finished = True
         self.error = error
         # Called from other code, maybe in another task: never inline.
+        self.schedule()
+        return True
+
+    def schedule(self) -> None:
+        """Schedule the done callbacks, as a Future does."""
         call_soon = self.loop.call_soon
         if self.wakeup is not None:
             call_soon(self.wakeup, self, context=self.context)
         for callback, context in self.more or ():
             call_soon(callback, self, context=context)
-        return True
 
     # -- what an asyncio.Task calls on the awaitable it waits for ------------
 
@@ -247,6 +260,20 @@ class _Read:
         else:
             self.more.append((fn, context))
 
+    def remove_done_callback(self, fn: _Callback) -> int:
+        # Not asyncio's; tools that interrupt a task's wait call it.
+        removed = 0
+        if self.wakeup is not None and self.wakeup == fn:
+            self.wakeup = self.context = None
+            removed = 1
+        if self.more:
+            kept = [(callback, context) for callback, context in self.more if callback != fn]
+            removed += len(self.more) - len(kept)
+            self.more = kept
+        if self.wakeup is None and self.more:
+            self.wakeup, self.context = self.more.pop(0)
+        return removed
+
     def cancel(self, msg: Any = None) -> bool:
         return self.fail(asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg))
 
@@ -261,6 +288,13 @@ class _Read:
             raise self.error
         if not self.finished:
             raise asyncio.InvalidStateError("the reply has not arrived yet")
+
+    def exception(self) -> BaseException | None:
+        if isinstance(self.error, asyncio.CancelledError):
+            raise self.error
+        if not self.finished:
+            raise asyncio.InvalidStateError("the reply has not arrived yet")
+        return self.error
 
     def __repr__(self) -> str:
         state = "finished" if self.finished else "pending"
