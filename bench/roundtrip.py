@@ -13,8 +13,11 @@ the median of five passes:
   connection held for the whole pass) on asyncio's loop, and on uvloop's.
 
 An awaited round trip costs the client more CPU than a blocking one: the
-socket is registered with the loop and the task waits on a future, woken
-one loop iteration after the reply arrives. Django's thread path runs a
+socket is registered with the loop and the task waits to be woken (with
+psycopg's own waiter, by a future, one loop iteration after the reply
+arrives; django-aio's wakes it in the iteration that saw the reply, but its
+rows also pay for a unit of the bridge and Django's cursor wrapper on every
+``execute``). Django's thread path runs a
 whole ``atomic()`` block with blocking round trips in one hop, so for a
 transaction of small writes this difference weighs more than for one read
 (bench/README.md). Prints a table; writes nothing.
