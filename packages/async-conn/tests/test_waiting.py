@@ -7,6 +7,7 @@ import functools
 import logging
 import selectors
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -133,17 +134,31 @@ def test_a_loop_that_overrides_add_reader_is_called_for_every_wait() -> None:
 
 
 class _WatchedSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
-    """The loop's selector, recording what it reports ready for one descriptor."""
+    """The loop's selector, recording what it reports ready for one descriptor.
+
+    ``hook``, if set, is called once, from the select() that next reports
+    ``watched`` readable.
+    """
 
     watched: int = -1
     reported: int = 0
     selects: int = 0
+    hook: Any = None
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         self.selects += 1
         ready = super().select(timeout)
-        self.reported += sum(1 for key, _ in ready if key.fd == self.watched)
+        seen = sum(1 for key, _ in ready if key.fd == self.watched)
+        self.reported += seen
+        if seen and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
         return ready
+
+    def run(self, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``main()`` on a new loop of this selector."""
+        with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(self)) as runner:
+            runner.run(main())
 
 
 async def _waiting_connection() -> Any:
@@ -173,8 +188,7 @@ def test_the_reader_of_a_wait_is_called_once_and_leaves_no_trace() -> None:
         finally:
             await aconnection.close()
 
-    with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
-        runner.run(main())
+    selector.run(main)
 
 
 async def test_a_writer_on_the_socket_is_kept_by_a_wait() -> None:
@@ -228,8 +242,7 @@ def test_a_reply_resumes_its_task_in_the_loop_iteration_that_saw_it() -> None:
         finally:
             await aconnection.close()
 
-    with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
-        runner.run(main())
+    selector.run(main)
 
 
 async def test_a_task_cancelled_while_it_waits_gets_the_message_and_a_usable_connection() -> None:
@@ -248,25 +261,11 @@ async def test_a_task_cancelled_while_it_waits_gets_the_message_and_a_usable_con
         await aconnection.close()
 
 
-class _HookedSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
-    """Calls ``hook`` once, from the select() that reports ``watched`` readable."""
-
-    watched: int = -1
-    hook: Any = None
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready = super().select(timeout)
-        if self.hook is not None and any(key.fd == self.watched for key, _ in ready):
-            hook, self.hook = self.hook, None
-            hook()
-        return ready
-
-
 @pytest.mark.parametrize("first", ["cancel", "reply"])
 def test_a_cancel_in_the_iteration_of_the_reply_wins_only_if_it_comes_first(first: str) -> None:
     # Callbacks scheduled from select() run before the readers it reports,
     # timers due at once after them: the two orders of one loop iteration.
-    selector = _HookedSelector()
+    selector = _WatchedSelector()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -295,8 +294,7 @@ def test_a_cancel_in_the_iteration_of_the_reply_wins_only_if_it_comes_first(firs
         finally:
             await aconnection.close()
 
-    with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
-        runner.run(main())
+    selector.run(main)
 
 
 async def test_the_wait_a_task_is_suspended_on_answers_as_a_future_does() -> None:

@@ -158,9 +158,7 @@ def _fire(read: _Read) -> None:
         else:
             context.run(wakeup, read)
     finally:
-        if read.more is not None:
-            for callback, context in read.more:
-                read.loop.call_soon(callback, read, context=context)
+        read.schedule_more()
 
 
 class _Read:
@@ -232,11 +230,14 @@ class _Read:
 
     def schedule(self) -> None:
         """Schedule the done callbacks, as a Future does."""
-        call_soon = self.loop.call_soon
         if self.wakeup is not None:
-            call_soon(self.wakeup, self, context=self.context)
+            self.loop.call_soon(self.wakeup, self, context=self.context)
+        self.schedule_more()
+
+    def schedule_more(self) -> None:
+        """Schedule the callbacks after the first."""
         for callback, context in self.more or ():
-            call_soon(callback, self, context=context)
+            self.loop.call_soon(callback, self, context=context)
 
     # -- what an asyncio.Task calls on the awaitable it waits for ------------
 
@@ -344,7 +345,7 @@ class WaitingConnection(psycopg.AsyncConnection[Row]):
                         handover = _Handover(gen, error=exc)
                         return await super().wait(cast(_Gen, handover), interval)
                     raise
-                read.stop()
+                # Whatever finished the wait took its reader out already.
                 self._django_aio_read = None
                 _last_yield = monotonic()
                 state = gen.send(_READABLE)
