@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
+import os
 import selectors
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -102,7 +106,7 @@ async def test_closing_the_connection_ends_a_wait_on_it() -> None:
 
 def test_a_loop_that_overrides_add_reader_is_called_for_every_wait() -> None:
     # The loop's internal methods are only used where the public ones are
-    # asyncio's own (Note [Waiting for a reply]).
+    # asyncio's own (Note [The reader in the selector]).
     calls: list[str] = []
 
     class WatchedLoop(asyncio.SelectorEventLoop):
@@ -170,7 +174,7 @@ async def _waiting_connection() -> Any:
 
 
 def test_the_reader_of_a_wait_is_called_once_and_leaves_no_trace() -> None:
-    # Note [Waiting for a reply]: the reader removes itself when it fires,
+    # Note [The reader in the selector]: the reader removes itself when it fires,
     # so the loop does not report the unread reply a second time.
     selector = _WatchedSelector()
 
@@ -349,3 +353,80 @@ def test_in_debug_mode_a_slow_step_after_a_reply_is_named_by_its_task(
     slow = [record.getMessage() for record in caplog.records if "took" in record.getMessage()]
     assert slow, caplog.text
     assert all("slow-view" in message and "_fire" not in message for message in slow), slow
+
+
+# Run in a child process: what it guards against is a segfault.
+_DEEP_GREENLET_READS = """
+import asyncio, json, os, sys
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DATABASES={"default": {"ENGINE": "django_aio.conn.backends.postgresql",
+                           **json.loads(os.environ["DJANGO_AIO_TEST_DB"])}},
+    INSTALLED_APPS=["django_aio.conn"],
+    USE_TZ=True,
+)
+django.setup()
+
+from django.db import connection
+
+from django_aio.conn import async_connections, run_sync
+
+
+def deep(levels, fn):
+    # Each level goes through C (map), so it takes C stack in the greenlet.
+    if levels:
+        return list(map(lambda _: deep(levels - 1, fn), [0]))[0]
+    return fn()
+
+
+def read(levels):
+    with connection.chunked_cursor() as cursor:
+        cursor.execute("SELECT generate_series(1, 30)")
+        rows = 0
+        while chunk := deep(levels, lambda: cursor.fetchmany(10)):
+            rows += len(chunk)
+        return rows
+
+
+async def main():
+    try:
+        for levels in range(80):
+            # New tasks, so their greenlets start high up the stack.
+            reads = [asyncio.ensure_future(run_sync(read, levels)) for _ in range(2)]
+            assert await asyncio.gather(*reads) == [30, 30]
+    finally:
+        await async_connections.close_pools()
+    print("read at every depth")
+
+
+if sys.argv[1] == "uvloop":
+    import uvloop
+
+    uvloop.run(main())
+else:
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_bridge_greenlet_woken_by_a_reply_reads_again_at_any_stack_depth(loop: str) -> None:
+    # Note [Waking the task at once]: on uvloop a reply's reader must not run
+    # the task (and its greenlet) inside libuv's poll phase. Each named-cursor
+    # fetch starts its wait inside the greenlet, after going deep in the stack.
+    if loop == "uvloop" and sys.platform == "win32":
+        pytest.skip("uvloop is not available on Windows")
+    params = connections["default"].settings_dict
+    database = {key: params[key] for key in ("NAME", "HOST", "PORT", "USER", "PASSWORD")}
+    child = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", _DEEP_GREENLET_READS, loop],
+        env={**os.environ, "DJANGO_AIO_TEST_DB": json.dumps(database)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert child.stdout.strip() == "read at every depth"
