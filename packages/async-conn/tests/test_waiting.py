@@ -391,12 +391,20 @@ def read(levels):
         return rows
 
 
+async def start(awaits, levels):
+    # Each await of a coroutine takes some C stack before the greenlet starts.
+    if awaits:
+        return await start(awaits - 1, levels)
+    return await run_sync(read, levels)
+
+
 async def main():
     try:
-        for levels in range(80):
-            # New tasks, so their greenlets start high up the stack.
-            reads = [asyncio.ensure_future(run_sync(read, levels)) for _ in range(2)]
-            assert await asyncio.gather(*reads) == [30, 30]
+        for levels in range(200):
+            # New tasks, so their greenlets start high up the stack, at six
+            # depths; parked greenlets are reused by other tasks later.
+            reads = [asyncio.ensure_future(start(awaits, levels)) for awaits in range(6)]
+            assert await asyncio.gather(*reads) == [30] * 6
     finally:
         await async_connections.close_pools()
     print("read at every depth")
