@@ -370,7 +370,7 @@ settings.configure(
 )
 django.setup()
 
-from django.db import connection
+from django.db import connection, transaction
 
 from django_aio.conn import async_connections, run_sync
 
@@ -383,7 +383,8 @@ def deep(levels, fn):
 
 
 def read(levels):
-    with connection.chunked_cursor() as cursor:
+    # In a transaction, so that a transaction pooler keeps the cursor's session.
+    with transaction.atomic(), connection.chunked_cursor() as cursor:
         cursor.execute("SELECT generate_series(1, 30)")
         rows = 0
         while chunk := deep(levels, lambda: cursor.fetchmany(10)):
