@@ -10,9 +10,9 @@ Pass: uvicorn exits with 0 when stopped (uvloop is its loop, and a crash in
 it was seen here once: Note [Waking the task at once] in django_aio.conn); 0
 responses 5xx and 0 transport errors on requests not cancelled; the server's
 stderr has no 'exception was never retrieved', 'Task was destroyed',
-'Traceback' or 'Fatal Python error'; its RSS is roughly flat (mean of the last half of the run,
-warm-up excluded, within 10% or 8 MiB of the first half); 0 app sessions on
-the server after uvicorn shuts down.
+'Traceback' or 'Fatal Python error'; its RSS is roughly flat (mean of the
+last half of the run, warm-up excluded, within 10% or 8 MiB of the first
+half); 0 app sessions on the server after uvicorn shuts down.
 """
 
 from __future__ import annotations
