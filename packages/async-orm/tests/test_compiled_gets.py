@@ -1,4 +1,6 @@
-"""Drop-in ``Model.objects.aget(...)`` as a compiled query (Note [Compiled gets]).
+"""Drop-in ``Model.objects.aget(...)`` and ``queryset.aget(...)`` as compiled queries.
+
+(Note [Compiled gets] and Note [Queryset shapes].)
 
 Every call is run twice: with ``DJANGO_AIO_QUERY_CACHE = False`` (Django
 builds and compiles the query) and as drop-in runs it. The statements sent,
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 from django.db.backends.utils import CursorWrapper
+from django.db.models.functions import Lower
 from django.test.utils import override_settings
 from orm_testapp.models import Author, Book, Owner, Pet, Restaurant
 
@@ -44,7 +47,7 @@ async def _library() -> dict[str, Any]:
     await Book.objects.acreate(title="T2", author=bob, pages=300, editor=ann)
     await Restaurant.objects.acreate(name="Luigi", serves_pizza=True)
     cy, dee = await Owner.objects.acreate(name="Cy"), await Owner.objects.acreate(name="Dee")
-    await Pet.objects.acreate(owner=cy)
+    cy.pets_pk = (await Pet.objects.acreate(owner=cy)).pk
     await Pet.objects.acreate(owner=dee)
     await Pet.objects.acreate(owner=dee)
     return {"ann": ann, "bob": bob, "cy": cy, "dee": dee}
@@ -53,7 +56,12 @@ async def _library() -> dict[str, Any]:
 def _outcome(result: Any) -> Any:
     if isinstance(result, BaseException):
         return (type(result), str(result))
-    return (type(result), result.pk, result.__dict__.get("name"), result.__dict__.get("title"))
+    if isinstance(result, dict):
+        return (dict, sorted(result.items()))
+    fields = sorted((k, v) for k, v in result.__dict__.items() if k != "_state")
+    # The related objects select_related() filled in, with their fields.
+    related = sorted((name, _outcome(value)) for name, value in result._state.fields_cache.items())
+    return (type(result), result.pk, fields, related)
 
 
 # (model's manager call, compiled?) - the call takes the library's objects;
@@ -78,7 +86,44 @@ CALLS: dict[str, tuple[Call, bool | None]] = {
     "an unknown field": (lambda o: Author.objects.aget(colour="red"), None),
     "a custom queryset class": (lambda o: Book.objects.aget(pages=200), False),
     "a custom manager": (lambda o: Book.published_books.aget(pages=200), False),
-    "a queryset": (lambda o: Author.objects.filter(age__gt=0).aget(name="Ann"), False),
+    "a filtered queryset": (lambda o: Author.objects.filter(age__gt=0).aget(name="Ann"), False),
+    "all()": (lambda o: Author.objects.all().aget(pk=o["ann"].pk), True),
+    "using()": (lambda o: Author.objects.using("default").aget(name="Bob"), True),
+    "extra(select=)": (
+        lambda o: Author.objects.extra(select={"twice": "age * 2"}).aget(pk=o["ann"].pk),
+        True,
+    ),
+    "extra(select=) with parameters": (
+        lambda o: Author.objects.extra(
+            select={"older": "age + %s", "label": "name || %s"}, select_params=(5, "!")
+        ).aget(name="Bob"),
+        True,
+    ),
+    "extra(where=)": (
+        lambda o: Author.objects.extra(where=["age > 0"]).aget(name="Ann"),
+        False,
+    ),
+    "select_related()": (
+        lambda o: Pet.objects.select_related("owner").aget(pk=o["cy"].pets_pk),
+        True,
+    ),
+    "select_related() of all": (
+        lambda o: Pet.objects.select_related().aget(pk=o["cy"].pets_pk),
+        True,
+    ),
+    "only()": (lambda o: Author.objects.only("name").aget(pk=o["bob"].pk), True),
+    "defer()": (lambda o: Author.objects.defer("name").aget(pk=o["bob"].pk), True),
+    "ordered, two rows": (lambda o: Author.objects.order_by("-name").aget(age=40), True),
+    "reverse()": (lambda o: Author.objects.reverse().aget(name="Ann"), True),
+    "ordered by an expression": (
+        lambda o: Author.objects.order_by(Lower("name")).aget(name="Ann"),
+        False,
+    ),
+    "values()": (lambda o: Author.objects.values("name").aget(pk=o["ann"].pk), False),
+    "distinct()": (lambda o: Author.objects.distinct().aget(pk=o["ann"].pk), False),
+    "none()": (lambda o: Author.objects.none().aget(pk=o["ann"].pk), None),
+    "a slice": (lambda o: Author.objects.all()[:1].aget(pk=o["ann"].pk), None),
+    "a queryset of a custom class": (lambda o: Book.objects.all().aget(pages=200), False),
     "a manager for another database": (
         lambda o: Author.objects.db_manager("default").aget(name="Bob"),
         True,
@@ -134,3 +179,38 @@ async def test_an_integer_out_of_range_is_does_not_exist() -> None:
         with pytest.raises(Author.DoesNotExist, match=r"^Author matching query does not exist\.$"):
             await Author.objects.aget(pk=pk)
     assert (await Author.objects.aget(age__gte=-(2**40))).name == "Ann"
+
+
+async def test_querysets_of_other_extra_selects_or_parameter_types_do_not_share_a_query() -> None:
+    ann = await Author.objects.acreate(name="Ann", age=40)
+
+    async def kinds() -> list[str]:
+        found = []
+        for select, params in (
+            ({"kind": "pg_typeof(%s)::text"}, (1,)),
+            ({"kind": "pg_typeof(%s)::text"}, (True,)),
+            ({"kind": "pg_typeof(%s)::text"}, (1.5,)),
+            ({"kind": "'fixed'"}, ()),
+            ({"kind": "pg_typeof(%s)::text"}, (1,)),
+        ):
+            queryset = Author.objects.extra(select=select, select_params=params)
+            found.append((await queryset.aget(pk=ann.pk)).kind)
+        return found
+
+    with override_settings(DJANGO_AIO_QUERY_CACHE=False):
+        assert await kinds() == ["integer", "boolean", "numeric", "fixed", "integer"]
+    assert await kinds() == ["integer", "boolean", "numeric", "fixed", "integer"]
+
+
+async def test_querysets_of_other_shapes_do_not_share_a_query() -> None:
+    ann = await Author.objects.acreate(name="Ann", age=40)
+    only_name = await Author.objects.only("name").aget(pk=ann.pk)
+    only_age = await Author.objects.only("age").aget(pk=ann.pk)
+    assert only_name.get_deferred_fields() == {"age"}
+    assert only_age.get_deferred_fields() == {"name"}
+    cy = await Owner.objects.acreate(name="Cy")
+    pet = await Pet.objects.acreate(owner=cy)
+    joined = await Pet.objects.select_related("owner").aget(pk=pet.pk)
+    plain = await Pet.objects.all().aget(pk=pet.pk)
+    assert joined._state.fields_cache["owner"].name == "Cy"
+    assert "owner" not in plain._state.fields_cache

@@ -52,8 +52,8 @@ _housekeeping.py).
 
 The descriptors of lazy relations and deferred fields and ``QuerySet._fetch_all``
 are wrapped too, only to reword ``SynchronousOnlyOperation`` (see _guards.py).
-``Manager.aget`` runs a compiled query where that gives Django's result
-(Note [Compiled gets] in _fast_get.py), and ``Model.from_db`` fills a plain
+``Manager.aget`` and ``QuerySet.aget`` run a compiled query where that gives
+Django's result (Note [Compiled gets] in _fast_get.py), and ``Model.from_db`` fills a plain
 model's instance without ``__init__`` (Note [Model building] in
 _model_building.py).
 
@@ -76,7 +76,7 @@ from django_aio.conn import run_sync
 from django_aio.conn.layers import lending, lending_var
 
 from ._dispatch import maybe_bridged
-from ._fast_get import compiled_manager_aget
+from ._fast_get import compiled_manager_aget, compiled_queryset_aget
 from ._guards import (
     deferred_message,
     generic_manager_message,
@@ -265,6 +265,7 @@ def enable_drop_in() -> None:
     _patch(Model, "from_db", fast_from_db(Model.__dict__["from_db"]))
     # Note [Compiled gets]
     _patch(manager.Manager, "aget", compiled_manager_aget(manager.Manager.aget))
+    _patch(query.QuerySet, "aget", compiled_queryset_aget(query.QuerySet.__dict__["aget"]))
     original_aiterator = query.QuerySet.__dict__["aiterator"]
 
     def aiterator(self: Any, chunk_size: int = 2000) -> Any:

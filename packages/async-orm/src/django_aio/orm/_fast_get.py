@@ -27,6 +27,14 @@ other call runs Django's ``aget()`` unchanged:
 
 A value Django cannot prepare raises the same exception either way: both
 prepare it by building the same lookup on the same column.
+
+``QuerySet.aget(name=value, ...)`` is compiled the same way, per queryset
+shape instead of per manager: ``Item.objects.select_related("author")``,
+``.extra(select=...)``, ``.only(...)`` and the like, built anew on each call,
+share one compiled query per shape and sequence of argument names (Note
+[Queryset shapes] in _queryset_shape.py says which querysets have a shape:
+those with filters, annotations, slices or a custom class do not, and run
+Django's ``aget()``).
 """
 
 from __future__ import annotations
@@ -40,12 +48,14 @@ from django.db.models.manager import BaseManager
 from django_aio.conn.layers import query_cache_enabled
 
 from ._compiled import CompiledQuery, Param
+from ._queryset_shape import queryset_shape
 
-__all__ = ["compiled_manager_aget"]
+__all__ = ["compiled_manager_aget", "compiled_queryset_aget"]
 
 _MAX_SHAPES = 1024
 _UNCOMPILABLE = object()
-# (model, manager database, argument names) -> CompiledQuery or _UNCOMPILABLE
+# (model, manager database, argument names) or (model, queryset database,
+# shape, argument names) -> CompiledQuery or _UNCOMPILABLE
 _shapes: dict[tuple[Any, ...], Any] = {}
 
 _get_queryset = BaseManager.get_queryset
@@ -59,11 +69,19 @@ def _plain(value: Any) -> bool:
     )
 
 
-def _compile(manager: Any, names: tuple[str, ...]) -> Any:
+def _compile(queryset: QuerySet[Any, Any], names: tuple[str, ...]) -> Any:
     try:
-        return CompiledQuery(manager.get_queryset().filter(**{name: Param(name) for name in names}))
+        return CompiledQuery(queryset.filter(**{name: Param(name) for name in names}))
     except Exception:  # Django's way raises its own error, or handles what we cannot
         return _UNCOMPILABLE
+
+
+def _kept(key: tuple[Any, ...], queryset: QuerySet[Any, Any]) -> Any:
+    compiled = _compile(queryset, key[-1])
+    if len(_shapes) >= _MAX_SHAPES:
+        _shapes.clear()
+    _shapes[key] = compiled
+    return compiled
 
 
 def compiled_manager_aget(
@@ -82,12 +100,30 @@ def compiled_manager_aget(
             return await original(self, *args, **kwargs)
         # Django sorts keyword arguments into the WHERE clause: so can we.
         key = (self.model, self._db, tuple(sorted(kwargs)))
-        compiled = _shapes.get(key)
-        if compiled is None:
-            compiled = _compile(self, key[2])
-            if len(_shapes) >= _MAX_SHAPES:
-                _shapes.clear()
-            _shapes[key] = compiled
+        compiled = _shapes.get(key) or _kept(key, self.get_queryset())
+        if compiled is _UNCOMPILABLE or not all(_plain(value) for value in kwargs.values()):
+            return await original(self, *args, **kwargs)
+        return await compiled.aget(**kwargs)
+
+    aget.__doc__ = original.__doc__
+    aget.__name__ = "aget"
+    aget.__qualname__ = getattr(original, "__qualname__", "aget")
+    return aget
+
+
+def compiled_queryset_aget(
+    original: Callable[..., Coroutine[Any, Any, Any]],
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """``QuerySet.aget``, compiled per queryset shape where that gives Django's result."""
+
+    async def aget(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or not query_cache_enabled():
+            return await original(self, *args, **kwargs)
+        shape = queryset_shape(self)
+        if shape is None:
+            return await original(self, *args, **kwargs)
+        key = (self.model, self._db, shape, tuple(sorted(kwargs)))
+        compiled = _shapes.get(key) or _kept(key, self)
         if compiled is _UNCOMPILABLE or not all(_plain(value) for value in kwargs.values()):
             return await original(self, *args, **kwargs)
         return await compiled.aget(**kwargs)
