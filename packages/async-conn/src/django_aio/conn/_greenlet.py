@@ -56,6 +56,14 @@ psycopg cancel the COMMIT on the server); the cancellation is recorded and
 the same future is waited on again. The unit's owner raises
 ``CancelledError`` once the work is over. The price is one loop iteration
 per wait (the stand-in is settled by a callback of the real future).
+
+The wait for a query's reply (``ReadWait``, Note [Waking the task at once]
+in _read_wait.py) needs no stand-in, so a COMMIT costs no more loop
+iterations than any statement: while shielded it refuses ``cancel()``, and
+``Task.cancel()``, refused by the future its task waits on, delivers the
+cancellation at the task's next step instead, which is the reply's wake-up.
+The ``CancelledError`` arrives with the reply there, is recorded, and the
+awaitable reads its reply as if nothing had happened.
 """
 
 from __future__ import annotations
@@ -268,7 +276,20 @@ class _Protected:
             except StopIteration as stop:
                 return stop.value
             sent = error = None
-            if getattr(yielded, "_asyncio_future_blocking", None):
+            if getattr(yielded, "django_aio_shielded", None) is not None:
+                # A reply's wait that refuses to be cancelled while shielded:
+                # the task waits on it directly (Note [Inline shield]).
+                yielded.django_aio_shielded = True
+                while True:
+                    try:
+                        yield yielded
+                    except asyncio.CancelledError:
+                        self.shield.cancelled = True
+                    if yielded.done():
+                        break
+                    yielded._asyncio_future_blocking = True  # wait on it again
+                yielded.django_aio_shielded = False
+            elif getattr(yielded, "_asyncio_future_blocking", None):
                 future: asyncio.Future[Any] = yielded
                 future._asyncio_future_blocking = False  # as Task does
                 while not future.done():

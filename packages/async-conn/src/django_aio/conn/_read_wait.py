@@ -135,6 +135,7 @@ class ReadWait:
     __slots__ = (
         "_asyncio_future_blocking",
         "context",
+        "django_aio_shielded",
         "error",
         "fileno",
         "finished",
@@ -151,6 +152,8 @@ class ReadWait:
         loop = self.loop = readers.loop
         self._asyncio_future_blocking = False
         self.finished = False
+        #: Set by the inline shield while it waits on us (Note [Inline shield]).
+        self.django_aio_shielded = False
         self.error: BaseException | None = None
         self.wakeup: _Callback | None = None
         self.context: Context | None = None
@@ -240,6 +243,10 @@ class ReadWait:
         return removed
 
     def cancel(self, msg: Any = None) -> bool:
+        if self.django_aio_shielded:
+            # Refused: Task.cancel() then delivers the cancellation with the
+            # reply (Note [Inline shield] in _greenlet.py).
+            return False
         return self.fail(asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg))
 
     def cancelled(self) -> bool:
