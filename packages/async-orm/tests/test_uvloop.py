@@ -101,3 +101,45 @@ async def _server_runs(fragment: str) -> bool:
             return bool(cursor.fetchone()[0])
 
     return await run_sync(look)
+
+
+def test_a_cancellation_during_commit_commits_then_raises() -> None:
+    async def sql(statement: str) -> list[Any]:
+        async with async_connections["default"].cursor() as cursor:
+            await cursor.execute(statement)
+            return await cursor.fetchall() if cursor.description else []
+
+    async def main() -> list[Any]:
+        # A deferred trigger makes the COMMIT itself take a while on the server.
+        await sql("CREATE TABLE uvloop_slow_commit (v int)")
+        await sql(
+            "CREATE FUNCTION uvloop_slow_commit_sleep() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$"
+        )
+        await sql(
+            "CREATE CONSTRAINT TRIGGER uvloop_slow_commit_sleeps AFTER INSERT ON "
+            "uvloop_slow_commit DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            "EXECUTE FUNCTION uvloop_slow_commit_sleep()"
+        )
+        try:
+
+            async def work() -> None:
+                async with async_atomic():
+                    await sql("INSERT INTO uvloop_slow_commit VALUES (1)")
+
+            task = asyncio.create_task(work())
+            while not await _server_runs("COMMIT"):  # noqa: ASYNC110  (polls the server)
+                await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert task.cancelling() == 2
+            return await sql("SELECT v FROM uvloop_slow_commit")
+        finally:
+            await sql("DROP TABLE uvloop_slow_commit")
+            await sql("DROP FUNCTION uvloop_slow_commit_sleep()")
+
+    # The COMMIT was neither interrupted nor cancelled on the server.
+    assert on_uvloop(main) == [(1,)]
