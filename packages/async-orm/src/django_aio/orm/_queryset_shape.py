@@ -19,12 +19,11 @@ is none, and Django runs the call its own way:
 - every attribute of the query equals the one of a new ``Query(model)``
   (the instance's, or the class default Django leaves in place), except a
   few whose values are plain data and go into the shape whenever they are
-  set: ``extra(select=)``
-  (with the type of each parameter, as ``1``, ``1.0`` and ``True`` are
-  equal but are sent differently), ``select_related()``, ``only()`` and
-  ``defer()``, and ordering by field names. So the ``WHERE`` clause is empty,
-  and there are no annotations, joins, slices, ``distinct()``, unions or
-  ``select_for_update()``;
+  set: ``extra(select=)`` (with the type of each parameter, as ``1``,
+  ``1.0`` and ``True`` are equal but are sent differently),
+  ``select_related()``, ``only()`` and ``defer()``, and ordering by field
+  names. So the ``WHERE`` clause is empty, and there are no annotations,
+  joins, slices, ``distinct()``, unions or ``select_for_update()``;
 - caches Django derives from the rest (``_annotation_select_cache``,
   ``_extra_select_cache``, ``base_table``) are left out.
 
@@ -165,7 +164,7 @@ def queryset_shape(queryset: QuerySet[Any, Any]) -> tuple[Any, ...] | None:
         return None
     attributes = dict(query.__dict__)
     shape: list[Any] = []
-    for name in _SHAPED_NAMES.intersection(attributes):
+    for name in sorted(_SHAPED_NAMES.intersection(attributes)):  # one key per shape
         frozen = _SHAPED[name](attributes.pop(name))
         if frozen is _MISSING:
             return None
