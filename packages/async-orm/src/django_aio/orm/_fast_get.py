@@ -76,12 +76,29 @@ def _compile(queryset: QuerySet[Any, Any], names: tuple[str, ...]) -> Any:
         return _UNCOMPILABLE
 
 
-def _kept(key: tuple[Any, ...], queryset: QuerySet[Any, Any]) -> Any:
-    compiled = _compile(queryset, key[-1])
-    if len(_shapes) >= _MAX_SHAPES:
-        _shapes.clear()
-    _shapes[key] = compiled
+def _compiled_for(
+    key: tuple[Any, ...], queryset: Callable[[], QuerySet[Any, Any]], values: dict[str, Any]
+) -> Any:
+    """The compiled query of ``key``, or None where Django's ``aget()`` must run."""
+    compiled = _shapes.get(key)
+    if compiled is None:  # built only on a miss: most calls never make the queryset
+        compiled = _compile(queryset(), key[-1])
+        if len(_shapes) >= _MAX_SHAPES:
+            _shapes.clear()
+        _shapes[key] = compiled
+    if compiled is _UNCOMPILABLE or not all(_plain(value) for value in values.values()):
+        return None
     return compiled
+
+
+def _named_as(
+    original: Callable[..., Coroutine[Any, Any, Any]],
+    aget: Callable[..., Coroutine[Any, Any, Any]],
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    aget.__doc__ = original.__doc__
+    aget.__name__ = "aget"
+    aget.__qualname__ = getattr(original, "__qualname__", "aget")
+    return aget
 
 
 def compiled_manager_aget(
@@ -100,15 +117,12 @@ def compiled_manager_aget(
             return await original(self, *args, **kwargs)
         # Django sorts keyword arguments into the WHERE clause: so can we.
         key = (self.model, self._db, tuple(sorted(kwargs)))
-        compiled = _shapes.get(key) or _kept(key, self.get_queryset())
-        if compiled is _UNCOMPILABLE or not all(_plain(value) for value in kwargs.values()):
+        compiled = _compiled_for(key, self.get_queryset, kwargs)
+        if compiled is None:
             return await original(self, *args, **kwargs)
         return await compiled.aget(**kwargs)
 
-    aget.__doc__ = original.__doc__
-    aget.__name__ = "aget"
-    aget.__qualname__ = getattr(original, "__qualname__", "aget")
-    return aget
+    return _named_as(original, aget)
 
 
 def compiled_queryset_aget(
@@ -117,18 +131,13 @@ def compiled_queryset_aget(
     """``QuerySet.aget``, compiled per queryset shape where that gives Django's result."""
 
     async def aget(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if args or not query_cache_enabled():
-            return await original(self, *args, **kwargs)
-        shape = queryset_shape(self)
+        shape = None if args or not query_cache_enabled() else queryset_shape(self)
         if shape is None:
             return await original(self, *args, **kwargs)
         key = (self.model, self._db, shape, tuple(sorted(kwargs)))
-        compiled = _shapes.get(key) or _kept(key, self)
-        if compiled is _UNCOMPILABLE or not all(_plain(value) for value in kwargs.values()):
+        compiled = _compiled_for(key, self._chain, kwargs)
+        if compiled is None:
             return await original(self, *args, **kwargs)
         return await compiled.aget(**kwargs)
 
-    aget.__doc__ = original.__doc__
-    aget.__name__ = "aget"
-    aget.__qualname__ = getattr(original, "__qualname__", "aget")
-    return aget
+    return _named_as(original, aget)
