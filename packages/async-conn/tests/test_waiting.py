@@ -104,6 +104,40 @@ async def test_closing_the_connection_ends_a_wait_on_it() -> None:
             await other.close()
 
 
+async def test_closing_the_connection_ends_a_shielded_wait_and_frees_the_connection() -> None:
+    # The exit of a transaction waits shielded (Note [Inline shield]): when
+    # another task closes its connection meanwhile, the error must reach
+    # psycopg where it waits, so that it lets go of the connection's lock;
+    # Django's atomic exit then rolls back on it and must not wait forever.
+    from django_aio.conn._greenlet import Shield
+    from django_aio.conn._socket_wait import WaitingConnection
+
+    params = connections["default"].get_connection_params()
+    params.pop("cursor_factory", None)  # Django's sync cursor
+    aconnection = await WaitingConnection.connect(**params, autocommit=True)
+    pid = aconnection.info.backend_pid
+
+    async def shielded() -> Any:
+        return await Shield().protect(aconnection.execute("SELECT pg_sleep(30)"))
+
+    waiting = asyncio.create_task(shielded())
+    try:
+        await asyncio.sleep(0.2)
+        await aconnection.close()
+        with pytest.raises(OperationalError, match=r"^connection socket closed$"):
+            await asyncio.wait_for(waiting, 5)
+        # What Django's atomic exit does next; psycopg takes the lock first.
+        with pytest.raises(OperationalError, match=r"^the connection is closed$"):
+            await asyncio.wait_for(aconnection.rollback(), 5)
+    finally:
+        # The server still sleeps for the closed one: end it.
+        other = await WaitingConnection.connect(**params, autocommit=True)
+        try:
+            await other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        finally:
+            await other.close()
+
+
 def test_a_loop_that_overrides_add_reader_is_called_for_every_wait() -> None:
     # The loop's internal methods are only used where the public ones are
     # asyncio's own (Note [The reader in the selector]).

@@ -280,15 +280,25 @@ class _Protected:
                 # A reply's wait that refuses to be cancelled while shielded:
                 # the task waits on it directly (Note [Inline shield]).
                 yielded.django_aio_shielded = True
-                while True:
-                    try:
-                        yield yielded
-                    except asyncio.CancelledError:
-                        self.shield.cancelled = True
-                    if yielded.done():
-                        break
-                    yielded._asyncio_future_blocking = True  # wait on it again
-                yielded.django_aio_shielded = False
+                try:
+                    while True:
+                        try:
+                            yield yielded
+                        except asyncio.CancelledError:
+                            self.shield.cancelled = True
+                        except Exception as exc:
+                            # The wait failed (its connection closed from
+                            # another task): resumed, the awaitable reads the
+                            # same error from the wait, where psycopg cleans
+                            # up (its lock). Anything else goes in as it came.
+                            if not yielded.done():
+                                error = exc
+                                break
+                        if yielded.done():
+                            break
+                        yielded._asyncio_future_blocking = True  # wait on it again
+                finally:
+                    yielded.django_aio_shielded = False
             elif getattr(yielded, "_asyncio_future_blocking", None):
                 future: asyncio.Future[Any] = yielded
                 future._asyncio_future_blocking = False  # as Task does
