@@ -93,11 +93,17 @@ CALLS: dict[str, tuple[Call, bool | None]] = {
         lambda o: Author.objects.extra(select={"twice": "age * 2"}).aget(pk=o["ann"].pk),
         True,
     ),
+    "extra(select=) of two columns": (
+        lambda o: Author.objects.extra(select={"older": "age + 5", "label": "name || '!'"}).aget(
+            name="Bob"
+        ),
+        True,
+    ),
     "extra(select=) with parameters": (
         lambda o: Author.objects.extra(
             select={"older": "age + %s", "label": "name || %s"}, select_params=(5, "!")
         ).aget(name="Bob"),
-        True,
+        False,
     ),
     "extra(where=)": (
         lambda o: Author.objects.extra(where=["age > 0"]).aget(name="Ann"),

@@ -19,11 +19,14 @@ is none, and Django runs the call its own way:
 - every attribute of the query equals the one of a new ``Query(model)``
   (the instance's, or the class default Django leaves in place), except a
   few whose values are plain data and go into the shape whenever they are
-  set: ``extra(select=)`` (with the type of each parameter, as ``1``,
-  ``1.0`` and ``True`` are equal but are sent differently),
-  ``select_related()``, ``only()`` and ``defer()``, and ordering by field
-  names. So the ``WHERE`` clause is empty, and there are no annotations,
-  joins, slices, ``distinct()``, unions or ``select_for_update()``;
+  set: ``extra(select=)`` without ``select_params``, ``select_related()``,
+  ``only()`` and ``defer()``, and ordering by field names. So the ``WHERE``
+  clause is empty, and there are no annotations, joins, slices,
+  ``distinct()``, unions or ``select_for_update()``;
+- ``select_params`` are refused, not keyed: a key would have to hold their
+  values (``0.0`` and ``-0.0``, ``1`` and ``True`` compare equal yet are sent
+  differently), and values that change from call to call would miss every
+  time and push the other compiled gets out of the cache;
 - caches Django derives from the rest (``_annotation_select_cache``,
   ``_extra_select_cache``, ``base_table``) are left out.
 
@@ -42,7 +45,6 @@ from django.db.models.sql import Query
 __all__ = ["queryset_shape"]
 
 _MISSING = object()
-_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 _DERIVED = frozenset({"_annotation_select_cache", "_extra_select_cache", "base_table"})
 _OWN = frozenset({"_query", "_db"})
 
@@ -59,12 +61,9 @@ def _extra(value: Any) -> Any:
         if type(entry) is not tuple or len(entry) != 2:
             return _MISSING
         sql, params = entry
-        if type(sql) is not str or type(params) not in (tuple, list):
+        if type(sql) is not str or params:
             return _MISSING
-        types = tuple(map(type, params))
-        if not _PLAIN_TYPES.issuperset(types):
-            return _MISSING
-        frozen.append((name, sql, types, tuple(params)))
+        frozen.append((name, sql))
     return tuple(frozen)
 
 
