@@ -53,9 +53,9 @@ _housekeeping.py).
 The descriptors of lazy relations and deferred fields and ``QuerySet._fetch_all``
 are wrapped too, only to reword ``SynchronousOnlyOperation`` (see _guards.py).
 ``Manager.aget`` and ``QuerySet.aget`` run a compiled query where that gives
-Django's result (Note [Compiled gets] in _fast_get.py), and ``Model.from_db`` fills a plain
-model's instance without ``__init__`` (Note [Model building] in
-_model_building.py).
+Django's result (Note [Compiled gets] in _fast_get.py), and ``Model.from_db``
+fills a plain model's instance without ``__init__`` (Note [Model building]
+in _model_building.py).
 
 Every patch keeps the original, so turning drop-in off restores Django exactly.
 """

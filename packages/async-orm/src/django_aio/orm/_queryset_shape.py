@@ -31,8 +31,8 @@ is none, and Django runs the call its own way:
   ``_extra_select_cache``, ``base_table``) are left out.
 
 Comparing the attributes (mostly two dictionary comparisons in C) costs
-about two microseconds; building and compiling the query that it saves, a
-hundred or more.
+three to four microseconds; building and compiling the query that it saves,
+a hundred or more.
 """
 
 from __future__ import annotations
