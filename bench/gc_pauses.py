@@ -137,6 +137,8 @@ def main(args: argparse.Namespace) -> None:
             measured = json.loads(done.stdout.strip().splitlines()[-1])
             cells = [
                 f"{m['per_1000']:.2f} x {m['median_ms']:.1f} / {m['max_ms']:.1f} ms"
+                if m["per_1000"]
+                else "none"
                 for m in (measured[str(generation)] for generation in range(3))
             ]
             title = IMPLEMENTATIONS[key].title
