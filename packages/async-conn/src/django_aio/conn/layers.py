@@ -24,6 +24,8 @@ other package imports a private module of django_aio.conn.
   connections does.
 - ``query_cache_enabled``: ``DJANGO_AIO_QUERY_CACHE``, kept between reads
   (orm's compiled gets follow the ENGINE's cache setting).
+- ``kept_insert``: the SQL the ENGINE's INSERT compiler kept for a
+  single-row shape (orm's direct inserts run it: Note [Direct inserts]).
 - ``swap_class``: the one place a live connection's class is changed, and
   why there is no other way (Note [Class swaps]).
 """
@@ -51,6 +53,7 @@ from ._scope import _lending_var as lending_var
 from ._settings import query_cache_enabled
 from ._units import Unit
 from ._wrapper import bridged_class
+from .backends.postgresql.insert import kept_insert
 
 __all__ = [
     "AliasPool",
@@ -67,6 +70,7 @@ __all__ = [
     "find_borrowable",
     "install_provider",
     "installed_providers",
+    "kept_insert",
     "lending",
     "lending_var",
     "pool_for",

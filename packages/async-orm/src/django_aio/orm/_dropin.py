@@ -75,6 +75,7 @@ from django.apps import apps
 from django_aio.conn import run_sync
 from django_aio.conn.layers import lending, lending_var
 
+from ._direct_insert import direct_do_insert
 from ._dispatch import maybe_bridged
 from ._fast_get import compiled_manager_aget, compiled_queryset_aget
 from ._guards import (
@@ -263,6 +264,8 @@ def enable_drop_in() -> None:
     _patch(ModelBase, "__setattr__", set_attribute)
     _patch(ModelBase, "__delattr__", del_attribute)
     _patch(Model, "from_db", fast_from_db(Model.__dict__["from_db"]))
+    # Note [Direct inserts]
+    _patch(Model, "_do_insert", direct_do_insert(Model.__dict__["_do_insert"]))
     # Note [Compiled gets]
     _patch(manager.Manager, "aget", compiled_manager_aget(manager.Manager.aget))
     _patch(query.QuerySet, "aget", compiled_queryset_aget(query.QuerySet.__dict__["aget"]))

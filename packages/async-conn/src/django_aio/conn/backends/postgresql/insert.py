@@ -22,6 +22,9 @@ alias, and reuses it when each value is a plain value:
 - the key holds the table's and the columns' names, which code may change.
 
 ``DJANGO_AIO_QUERY_CACHE = False`` turns it off with the SELECT cache.
+``kept_insert()`` hands a kept statement to django_aio.orm, whose drop-in
+``Model._do_insert()`` runs it without building the query and compiler
+(Note [Direct inserts] there).
 """
 
 from __future__ import annotations
@@ -34,12 +37,44 @@ from django.db.backends.postgresql.compiler import (  # pyright: ignore[reportMi
 
 from django_aio.conn._settings import query_cache_enabled
 
-__all__ = ["SQLInsertCompiler"]
+__all__ = ["SQLInsertCompiler", "kept_insert"]
 
 _MAX_ENTRIES = 1024
+_COMPILER_MODULE = "django_aio.conn.backends.postgresql.compiler"
 _UNSEEN = object()
 # shape -> (sql, returning params), or None: Django writes this shape
 _inserts: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]] | None] = {}
+
+
+def _key(model: Any, fields: Any, returning_fields: Any, alias: str) -> tuple[Any, ...]:
+    # Names too: code may rename a table or a column at run time.
+    return (
+        model,
+        model._meta.db_table,
+        tuple([(field, field.column) for field in fields]),
+        tuple([(field, field.column) for field in returning_fields]),
+        alias,
+    )
+
+
+def kept_insert(
+    connection: Any, model: Any, fields: Any, returning_fields: Any
+) -> tuple[str, tuple[Any, ...]] | None:
+    """The SQL and trailing parameters kept for this single-row INSERT, or ``None``.
+
+    ``None`` unless ``connection`` uses the ENGINE's compilers, the
+    cache is on, and a plain insert of the same model, columns and returned
+    fields on this alias was compiled by Django already and kept (Note
+    [Compiled inserts]). The statement's parameters are then the values of
+    ``fields`` in order, as Django's compiler prepares them, followed by the
+    trailing parameters.
+    """
+    if type(connection.ops).compiler_module != _COMPILER_MODULE or not query_cache_enabled():
+        return None
+    entry: tuple[str, tuple[Any, ...]] | None = _inserts.get(
+        _key(model, fields, returning_fields or (), connection.alias)
+    )
+    return entry
 
 
 def _cacheable_fields(fields: list[Any]) -> bool:
@@ -74,15 +109,7 @@ class SQLInsertCompiler(PostgreSQLInsertCompiler):
         ):
             return super().as_sql()
         fields = list(query.fields)
-        returning = tuple(self.returning_fields or ())
-        # Names too: code may rename a table or a column at run time.
-        key = (
-            query.model,
-            query.get_meta().db_table,
-            tuple([(field, field.column) for field in fields]),
-            tuple([(field, field.column) for field in returning]),
-            self.connection.alias,
-        )
+        key = _key(query.model, fields, self.returning_fields or (), self.connection.alias)
         entry: Any = _inserts.get(key, _UNSEEN)
         if entry is _UNSEEN and not _cacheable_fields(fields):
             entry = _remember(key, None)
