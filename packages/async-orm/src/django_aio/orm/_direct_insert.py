@@ -8,30 +8,38 @@ Note [Direct inserts]
 compiler, and the compiler writes and runs the statement and converts what
 it returns. The ENGINE's INSERT compiler keeps the SQL of each single-row
 shape already (Note [Compiled inserts] in django_aio.conn); building the
-objects around it is still about a sixth of a ``create()``. Drop-in's
-``_do_insert()`` runs the kept statement directly when the result is
-Django's by construction:
+objects around it still costs about a sixth of an ``acreate()``'s
+instructions, and running the statement directly saves half of that, the
+checks below paid (8% per ``acreate()``). Drop-in's
+``_do_insert()`` runs the kept statement itself when the result is Django's
+by construction, doing what Django's chain does, in the same order:
 
 - the insert is not ``raw`` (fixtures), the connection compiles with the
-  ENGINE's compiler, and the SQL of this model, columns, returned fields
+  ENGINE's compilers, and the SQL of this model, columns, returned fields
   and alias is kept (the first insert of a shape goes Django's way and
   teaches it);
-- the manager is a plain ``Manager`` whose queryset is a ``QuerySet``, so
-  its ``_insert()`` is Django's;
-- no value on the object is an expression, and each field's ``pre_save()``
-  is Django's plain one (the attribute) or the date fields' (``auto_now``):
-  then the values are Django's, computed once as its compiler does,
-  ``pre_save(obj, add=True)`` then ``get_db_prep_save()``, field by field;
-  a prepared value that is itself SQL (``as_sql``) goes Django's way with
-  the values already computed, so no method runs twice;
-- the returned columns have no converters.
+- Django's chain is Django's: the manager is a plain ``Manager`` whose
+  queryset is a ``QuerySet``, and ``QuerySet._insert``, ``InsertQuery``
+  and the compiler's ``execute_sql``, ``pre_save_val`` and
+  ``prepare_value`` are the ones Django defines (a profiler or test that
+  wraps one of them sees every insert, as with Django);
+- each field's ``pre_save`` is Django's plain one (the attribute) or the
+  date fields' (``auto_now``), on the class, not replaced on the field.
 
-The statement runs on Django's cursor (query log, execute wrappers, error
-translation) and its row is fetched with the backend's own method, as the
-compiler does. Everything around ``_do_insert()`` (``save()``,
-``save_base()``, signals, parents, ``mark_for_rollback_on_error``) is
-Django's. Anything else, and everything with ``DJANGO_AIO_QUERY_CACHE =
-False``, is Django's ``_do_insert()``.
+Then, as ``execute_sql()`` does: open Django's cursor; per field,
+``pre_save(obj, add=True)`` then ``get_db_prep_save()``; run the statement
+(query log, execute wrappers, error translation are the cursor's); fetch the
+row with the backend's method of this Django version, and hand it back when
+no returned column has a converter (looked up on every insert, as Django
+does). A value that ``pre_save()`` returns as an expression, or that
+``get_db_prep_save()`` returns as SQL (``as_sql``), goes to Django's
+compiler with what was computed already, so nothing runs twice (the
+fields after an expression have run ``pre_save()`` before Django prepares
+the expression, which no field of Django's can tell); so does a row whose
+returned columns have converters. Everything around
+``_do_insert()`` (``save()``, ``save_base()``, signals, parents,
+``mark_for_rollback_on_error``) is Django's. Anything else, and everything
+with ``DJANGO_AIO_QUERY_CACHE = False``, is Django's ``_do_insert()``.
 """
 
 from __future__ import annotations
@@ -40,47 +48,73 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import connections
-from django.db.models import Manager, QuerySet, sql
+from django.db.backends.base.operations import BaseDatabaseOperations
+from django.db.models import QuerySet, sql
 from django.db.models.fields import DateField, DateTimeField, Field, TimeField
 from django.db.models.manager import BaseManager
 
 from django_aio.conn.layers import kept_insert
 
-__all__ = ["direct_do_insert"]
+__all__ = ["direct_do_insert", "direct_inserts_run"]
 
 # pre_save() implementations that read the attribute, or set it to now().
 _PLAIN_PRE_SAVE = frozenset(
     {Field.pre_save, DateField.pre_save, DateTimeField.pre_save, TimeField.pre_save}
 )
-_DJANGO_INSERT = Manager._insert  # type: ignore[attr-defined]
-_MAX_ENTRIES = 1024
-# (connection alias, model, returning fields) -> whether their columns need no converter
-_unconverted: dict[tuple[Any, ...], bool] = {}
+# Django 6.0 fetches the returned rows with fetch_returned_rows().
+_FETCH_ROWS = hasattr(BaseDatabaseOperations, "fetch_returned_rows")
+# Where Django defines the links of its insert chain, and the last set of
+# them found there (not wrapped by a profiler or a test).
+_CHAIN_FILES = (
+    "/django/db/models/manager.py",  # Manager._insert, made from the queryset's
+    "/django/db/models/query.py",  # QuerySet._insert
+    "/django/db/models/sql/subqueries.py",  # InsertQuery.__init__
+    "/django/db/models/sql/subqueries.py",  # InsertQuery.insert_values
+)
+_verified: tuple[Any, ...] = ()
+_runs = 0
 
 
-def _plain_manager(manager: Any) -> bool:
+def direct_inserts_run() -> int:
+    """How many inserts ran directly since the process started (for tests)."""
+    return _runs
+
+
+def _django_chain(manager: Any) -> bool:
+    global _verified
     kind = type(manager)
-    return (
-        getattr(kind, "_insert", None) is _DJANGO_INSERT
-        and kind.get_queryset is BaseManager.get_queryset
-        and manager._queryset_class is QuerySet
+    if kind.get_queryset is not BaseManager.get_queryset or manager._queryset_class is not QuerySet:
+        return False
+    insert_query = sql.InsertQuery
+    chain = (
+        getattr(kind, "_insert", None),
+        QuerySet._insert,  # type: ignore[attr-defined]
+        insert_query.__init__,
+        insert_query.insert_values,
     )
+    if chain == _verified:
+        return True
+    for link, where in zip(chain, _CHAIN_FILES, strict=True):
+        code = getattr(link, "__code__", None)
+        if code is None or not code.co_filename.replace("\\", "/").endswith(where):
+            return False
+    _verified = chain
+    return True
 
 
-def _needs_no_converter(connection: Any, model: Any, returning_fields: Any) -> bool:
-    key = (connection.alias, model, model._meta.db_table, tuple(returning_fields))
-    known = _unconverted.get(key)
-    if known is None:
-        # What the compiler's get_converters() would find for these columns.
-        columns = [field.get_col(model._meta.db_table) for field in returning_fields]
-        known = not any(
-            connection.ops.get_db_converters(column) or column.get_db_converters(connection)
-            for column in columns
-        )
-        if len(_unconverted) >= _MAX_ENTRIES:
-            _unconverted.clear()
-        _unconverted[key] = known
-    return known
+def _plain_pre_save(fields: list[Any]) -> bool:
+    # Bound methods of the class's own: not a pre_save set on the field itself.
+    return all(getattr(field.pre_save, "__func__", None) in _PLAIN_PRE_SAVE for field in fields)
+
+
+def _converted(connection: Any, model: Any, returning_fields: Any) -> bool:
+    # What the compiler's get_converters() would find for these columns.
+    table = model._meta.db_table
+    for field in returning_fields:
+        column = field.get_col(table)
+        if connection.ops.get_db_converters(column) or column.get_db_converters(connection):
+            return True
+    return False
 
 
 def direct_do_insert(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -89,39 +123,38 @@ def direct_do_insert(original: Callable[..., Any]) -> Callable[..., Any]:
     def _do_insert(
         self: Any, manager: Any, using: str, fields: list[Any], returning_fields: Any, raw: bool
     ) -> Any:
-        if raw or not fields or not _plain_manager(manager):
+        global _runs
+        if raw or not fields or not _django_chain(manager) or not _plain_pre_save(fields):
             return original(self, manager, using, fields, returning_fields, raw)
         connection = connections[using]
         model = manager.model
         kept = kept_insert(connection, model, fields, returning_fields)
-        if (
-            kept is None
-            or not connection.features.can_return_columns_from_insert
-            or (returning_fields and not _needs_no_converter(connection, model, returning_fields))
-        ):
+        if kept is None or not connection.features.can_return_columns_from_insert:
             return original(self, manager, using, fields, returning_fields, raw)
-        for field in fields:
-            if type(field).pre_save not in _PLAIN_PRE_SAVE or hasattr(
-                getattr(self, field.attname), "resolve_expression"
-            ):
-                return original(self, manager, using, fields, returning_fields, raw)
-        raws, values = [], []
-        for field in fields:  # field by field, as Django's compiler does
-            value = field.pre_save(self, True)
-            raws.append(value)
-            values.append(field.get_db_prep_save(value, connection=connection))
-        if any(hasattr(value, "as_sql") for value in values):
-            return _as_django(self, model, using, fields, returning_fields, raws, values)
-        statement, trailing = kept
+        # As execute_sql(): the cursor first, then each field's value.
         with connection.cursor() as cursor:
-            cursor.execute(statement, (*values, *trailing))
-            if not returning_fields:
-                return []
-            operations = connection.ops
-            fetch_rows = getattr(operations, "fetch_returned_rows", None)  # Django 6.0+
-            if fetch_rows is not None:
-                return list(fetch_rows(cursor, trailing))
-            return [operations.fetch_returned_insert_columns(cursor, trailing)]
+            raws: dict[int, Any] = {}
+            prepared: dict[int, Any] = {}
+            for field in fields:  # field by field, as Django's compiler does
+                value = raws[id(field)] = field.pre_save(self, True)
+                if not hasattr(value, "resolve_expression") and len(prepared) == len(raws) - 1:
+                    prepared[id(field)] = field.get_db_prep_save(value, connection=connection)
+            values = list(prepared.values())
+            if (
+                len(values) == len(fields)
+                and not any(hasattr(value, "as_sql") for value in values)
+                and not (returning_fields and _converted(connection, model, returning_fields))
+            ):
+                statement, trailing = kept
+                cursor.execute(statement, (*values, *trailing))
+                _runs += 1
+                if not returning_fields:
+                    return []
+                operations: Any = connection.ops
+                if _FETCH_ROWS:
+                    return list(operations.fetch_returned_rows(cursor, trailing))
+                return [operations.fetch_returned_insert_columns(cursor, trailing)]
+        return _as_django(self, model, using, fields, returning_fields, raws, prepared)
 
     _do_insert.__doc__ = original.__doc__
     _do_insert.__name__ = original.__name__
@@ -135,16 +168,19 @@ def _as_django(
     using: str,
     fields: list[Any],
     returning_fields: Any,
-    raws: list[Any],
-    values: list[Any],
+    raws: dict[int, Any],
+    prepared: dict[int, Any],
 ) -> Any:
-    # QuerySet._insert() with the values computed already: pre_save() and
-    # get_db_prep_save() must not run twice.
+    # QuerySet._insert() with what was computed already, so that pre_save()
+    # and get_db_prep_save() never run twice: Django's prepare_value() takes
+    # the fields from the first expression on (it resolves expressions), and
+    # its compiler writes the SQL and applies converters.
     query = sql.InsertQuery(model)
     query.insert_values(fields, [obj], raw=False)
     compiler: Any = query.get_compiler(using=using)
-    computed = {id(field): value for field, value in zip(fields, raws, strict=True)}
-    prepared = {id(field): value for field, value in zip(fields, values, strict=True)}
-    compiler.pre_save_val = lambda field, obj: computed[id(field)]
-    compiler.prepare_value = lambda field, value: prepared[id(field)]
+    prepare = compiler.prepare_value
+    compiler.pre_save_val = lambda field, obj: raws[id(field)]
+    compiler.prepare_value = lambda field, value: (
+        prepared[id(field)] if id(field) in prepared else prepare(field, value)
+    )
     return compiler.execute_sql(returning_fields)

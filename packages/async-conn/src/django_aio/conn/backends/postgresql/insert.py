@@ -62,19 +62,45 @@ def kept_insert(
 ) -> tuple[str, tuple[Any, ...]] | None:
     """The SQL and trailing parameters kept for this single-row INSERT, or ``None``.
 
-    ``None`` unless ``connection`` uses the ENGINE's compilers, the
-    cache is on, and a plain insert of the same model, columns and returned
-    fields on this alias was compiled by Django already and kept (Note
-    [Compiled inserts]). The statement's parameters are then the values of
+    ``None`` unless ``connection`` uses the ENGINE's compilers, whose
+    ``execute_sql``, ``pre_save_val`` and ``prepare_value`` are Django's own
+    (nothing wrapped them), the cache is on, and a plain insert of the same
+    model, columns and returned fields on this alias was compiled by Django
+    already and kept (Note [Compiled inserts]). The statement's parameters are then the values of
     ``fields`` in order, as Django's compiler prepares them, followed by the
     trailing parameters.
     """
-    if type(connection.ops).compiler_module != _COMPILER_MODULE or not query_cache_enabled():
+    if (
+        type(connection.ops).compiler_module != _COMPILER_MODULE
+        or not query_cache_enabled()
+        or not _djangos_execution()
+    ):
         return None
     entry: tuple[str, tuple[Any, ...]] | None = _inserts.get(
         _key(model, fields, returning_fields or (), connection.alias)
     )
     return entry
+
+
+# The compiler's methods that run a single-row insert, and the last set of
+# them found to be Django's own (not wrapped by a profiler or a test).
+_EXECUTION = ("execute_sql", "pre_save_val", "prepare_value")
+_DJANGO_COMPILER_FILE = "/django/db/models/sql/compiler.py"
+_verified: tuple[Any, ...] = ()
+
+
+def _djangos_execution() -> bool:
+    """Whether the compiler runs inserts with Django's own methods (no wrapper to skip)."""
+    global _verified
+    current = tuple([getattr(SQLInsertCompiler, name) for name in _EXECUTION])
+    if current == _verified:
+        return True
+    for method in current:
+        code = getattr(method, "__code__", None)
+        if code is None or not code.co_filename.replace("\\", "/").endswith(_DJANGO_COMPILER_FILE):
+            return False
+    _verified = current
+    return True
 
 
 def _cacheable_fields(fields: list[Any]) -> bool:
