@@ -83,7 +83,10 @@ def direct_inserts_run() -> int:
 def _django_chain(manager: Any) -> bool:
     global _verified
     kind = type(manager)
-    if kind.get_queryset is not BaseManager.get_queryset or manager._queryset_class is not QuerySet:
+    if (
+        kind.get_queryset is not BaseManager.get_queryset
+        or getattr(manager, "_queryset_class", None) is not QuerySet
+    ):
         return False
     insert_query = sql.InsertQuery
     chain = (
