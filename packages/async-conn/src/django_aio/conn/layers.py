@@ -25,7 +25,9 @@ other package imports a private module of django_aio.conn.
 - ``query_cache_enabled``: ``DJANGO_AIO_QUERY_CACHE``, kept between reads
   (orm's compiled gets follow the ENGINE's cache setting).
 - ``kept_insert``: the SQL the ENGINE's INSERT compiler kept for a
-  single-row shape (orm's direct inserts run it: Note [Direct inserts]).
+  single-row shape (orm's direct inserts run it: Note [Direct inserts]);
+  ``DjangoDefined``: whether functions are still Django's own, not wrapped
+  (both sides of that shortcut check the links they replace).
 - ``swap_class``: the one place a live connection's class is changed, and
   why there is no other way (Note [Class swaps]).
 """
@@ -52,6 +54,7 @@ from ._scope import _Lending as Lending
 from ._scope import _lending_var as lending_var
 from ._settings import query_cache_enabled
 from ._units import Unit
+from ._unwrapped import DjangoDefined
 from ._wrapper import bridged_class
 from .backends.postgresql.insert import kept_insert
 
@@ -59,6 +62,7 @@ __all__ = [
     "AliasPool",
     "Callback",
     "ConnectionProvider",
+    "DjangoDefined",
     "Lease",
     "Lending",
     "Unit",

@@ -53,7 +53,7 @@ from django.db.models import QuerySet, sql
 from django.db.models.fields import DateField, DateTimeField, Field, TimeField
 from django.db.models.manager import BaseManager
 
-from django_aio.conn.layers import kept_insert
+from django_aio.conn.layers import DjangoDefined, kept_insert
 
 __all__ = ["direct_do_insert", "direct_inserts_run"]
 
@@ -63,15 +63,13 @@ _PLAIN_PRE_SAVE = frozenset(
 )
 # Django 6.0 fetches the returned rows with fetch_returned_rows().
 _FETCH_ROWS = hasattr(BaseDatabaseOperations, "fetch_returned_rows")
-# Where Django defines the links of its insert chain, and the last set of
-# them found there (not wrapped by a profiler or a test).
-_CHAIN_FILES = (
-    "/django/db/models/manager.py",  # Manager._insert, made from the queryset's
-    "/django/db/models/query.py",  # QuerySet._insert
-    "/django/db/models/sql/subqueries.py",  # InsertQuery.__init__
-    "/django/db/models/sql/subqueries.py",  # InsertQuery.insert_values
+# Where Django defines the links of its insert chain that this replaces.
+_djangos_chain = DjangoDefined(
+    "db/models/manager.py",  # Manager._insert, made from the queryset's
+    "db/models/query.py",  # QuerySet._insert
+    "db/models/sql/subqueries.py",  # InsertQuery.__init__
+    "db/models/sql/subqueries.py",  # InsertQuery.insert_values
 )
-_verified: tuple[Any, ...] = ()
 _runs = 0
 
 
@@ -81,7 +79,6 @@ def direct_inserts_run() -> int:
 
 
 def _django_chain(manager: Any) -> bool:
-    global _verified
     kind = type(manager)
     if (
         kind.get_queryset is not BaseManager.get_queryset
@@ -89,20 +86,14 @@ def _django_chain(manager: Any) -> bool:
     ):
         return False
     insert_query = sql.InsertQuery
-    chain = (
-        getattr(kind, "_insert", None),
-        QuerySet._insert,  # type: ignore[attr-defined]
-        insert_query.__init__,
-        insert_query.insert_values,
+    return _djangos_chain(
+        (
+            getattr(kind, "_insert", None),
+            QuerySet._insert,  # type: ignore[attr-defined]
+            insert_query.__init__,
+            insert_query.insert_values,
+        )
     )
-    if chain == _verified:
-        return True
-    for link, where in zip(chain, _CHAIN_FILES, strict=True):
-        code = getattr(link, "__code__", None)
-        if code is None or not code.co_filename.replace("\\", "/").endswith(where):
-            return False
-    _verified = chain
-    return True
 
 
 def _plain_pre_save(fields: list[Any]) -> bool:
@@ -138,13 +129,15 @@ def direct_do_insert(original: Callable[..., Any]) -> Callable[..., Any]:
         with connection.cursor() as cursor:
             raws: dict[int, Any] = {}
             prepared: dict[int, Any] = {}
+            expression = False  # from the first one on, Django prepares them
             for field in fields:  # field by field, as Django's compiler does
                 value = raws[id(field)] = field.pre_save(self, True)
-                if not hasattr(value, "resolve_expression") and len(prepared) == len(raws) - 1:
+                expression = expression or hasattr(value, "resolve_expression")
+                if not expression:
                     prepared[id(field)] = field.get_db_prep_save(value, connection=connection)
             values = list(prepared.values())
             if (
-                len(values) == len(fields)
+                not expression
                 and not any(hasattr(value, "as_sql") for value in values)
                 and not (returning_fields and _converted(connection, model, returning_fields))
             ):

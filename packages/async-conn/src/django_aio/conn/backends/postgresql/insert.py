@@ -36,6 +36,7 @@ from django.db.backends.postgresql.compiler import (  # pyright: ignore[reportMi
 )
 
 from django_aio.conn._settings import query_cache_enabled
+from django_aio.conn._unwrapped import DjangoDefined
 
 __all__ = ["SQLInsertCompiler", "kept_insert"]
 
@@ -66,41 +67,22 @@ def kept_insert(
     ``execute_sql``, ``pre_save_val`` and ``prepare_value`` are Django's own
     (nothing wrapped them), the cache is on, and a plain insert of the same
     model, columns and returned fields on this alias was compiled by Django
-    already and kept (Note [Compiled inserts]). The statement's parameters are then the values of
-    ``fields`` in order, as Django's compiler prepares them, followed by the
-    trailing parameters.
+    already and kept (Note [Compiled inserts]). The statement's parameters
+    are then the values of ``fields`` in order, as Django's compiler
+    prepares them, followed by the trailing parameters.
     """
     if (
         type(connection.ops).compiler_module != _COMPILER_MODULE
         or not query_cache_enabled()
-        or not _djangos_execution()
+        or not _djangos_execution([getattr(SQLInsertCompiler, name) for name in _EXECUTION])
     ):
         return None
-    entry: tuple[str, tuple[Any, ...]] | None = _inserts.get(
-        _key(model, fields, returning_fields or (), connection.alias)
-    )
-    return entry
+    return _inserts.get(_key(model, fields, returning_fields or (), connection.alias))
 
 
-# The compiler's methods that run a single-row insert, and the last set of
-# them found to be Django's own (not wrapped by a profiler or a test).
+# The compiler's methods that run a single-row insert.
 _EXECUTION = ("execute_sql", "pre_save_val", "prepare_value")
-_DJANGO_COMPILER_FILE = "/django/db/models/sql/compiler.py"
-_verified: tuple[Any, ...] = ()
-
-
-def _djangos_execution() -> bool:
-    """Whether the compiler runs inserts with Django's own methods (no wrapper to skip)."""
-    global _verified
-    current = tuple([getattr(SQLInsertCompiler, name) for name in _EXECUTION])
-    if current == _verified:
-        return True
-    for method in current:
-        code = getattr(method, "__code__", None)
-        if code is None or not code.co_filename.replace("\\", "/").endswith(_DJANGO_COMPILER_FILE):
-            return False
-    _verified = current
-    return True
+_djangos_execution = DjangoDefined(*["db/models/sql/compiler.py"] * len(_EXECUTION))
 
 
 def _cacheable_fields(fields: list[Any]) -> bool:
