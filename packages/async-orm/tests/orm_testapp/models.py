@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
@@ -182,3 +183,27 @@ class Seat(models.Model):
     block = models.CharField(max_length=2)
     number = models.IntegerField()
     details = models.JSONField(default=dict)
+
+
+class Note(models.Model):
+    """A creation time that ``pre_save()`` sets (``auto_now_add``)."""
+
+    text = models.CharField(max_length=50)
+    created = models.DateTimeField(auto_now_add=True)
+
+
+class Token(models.Model):
+    """A primary key with a default, made by Python before the insert."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    label = models.CharField(max_length=50)
+
+
+class Stamped(models.Model):
+    """A ``save()`` of its own."""
+
+    label = models.CharField(max_length=50)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.label = f"{self.label} (saved)"
+        super().save(*args, **kwargs)

@@ -55,7 +55,7 @@ from django.db.models.manager import BaseManager
 
 from django_aio.conn.layers import DjangoDefined, kept_insert
 
-__all__ = ["direct_do_insert", "direct_inserts_run"]
+__all__ = ["direct_do_insert", "direct_inserts_run", "insert_row", "kept_for"]
 
 # pre_save() implementations that read the attribute, or set it to now().
 _PLAIN_PRE_SAVE = frozenset(
@@ -111,46 +111,66 @@ def _converted(connection: Any, model: Any, returning_fields: Any) -> bool:
     return False
 
 
+def kept_for(manager: Any, connection: Any, fields: list[Any], returning_fields: Any) -> Any:
+    """The kept ``(statement, trailing parameters)`` of this insert, or None: Django's way."""
+    if not fields or not _django_chain(manager) or not _plain_pre_save(fields):
+        return None
+    kept = kept_insert(connection, manager.model, fields, returning_fields)
+    if kept is None or not connection.features.can_return_columns_from_insert:
+        return None
+    return kept
+
+
+def insert_row(
+    obj: Any,
+    connection: Any,
+    model: Any,
+    using: str,
+    fields: list[Any],
+    returning_fields: Any,
+    kept: Any,
+) -> Any:
+    """Insert ``obj``'s row with ``kept``; returns what ``_do_insert()`` returns."""
+    global _runs
+    # As execute_sql(): the cursor first, then each field's value.
+    with connection.cursor() as cursor:
+        raws: dict[int, Any] = {}
+        prepared: dict[int, Any] = {}
+        expression = False  # from the first one on, Django prepares them
+        for field in fields:  # field by field, as Django's compiler does
+            value = raws[id(field)] = field.pre_save(obj, True)
+            expression = expression or hasattr(value, "resolve_expression")
+            if not expression:
+                prepared[id(field)] = field.get_db_prep_save(value, connection=connection)
+        values = list(prepared.values())
+        if (
+            not expression
+            and not any(hasattr(value, "as_sql") for value in values)
+            and not (returning_fields and _converted(connection, model, returning_fields))
+        ):
+            statement, trailing = kept
+            cursor.execute(statement, (*values, *trailing))
+            _runs += 1
+            if not returning_fields:
+                return []
+            operations: Any = connection.ops
+            if _FETCH_ROWS:
+                return list(operations.fetch_returned_rows(cursor, trailing))
+            return [operations.fetch_returned_insert_columns(cursor, trailing)]
+    return _as_django(obj, model, using, fields, returning_fields, raws, prepared)
+
+
 def direct_do_insert(original: Callable[..., Any]) -> Callable[..., Any]:
     """``Model._do_insert`` that runs kept single-row INSERTs directly (Note [Direct inserts])."""
 
     def _do_insert(
         self: Any, manager: Any, using: str, fields: list[Any], returning_fields: Any, raw: bool
     ) -> Any:
-        global _runs
-        if raw or not fields or not _django_chain(manager) or not _plain_pre_save(fields):
+        connection = None if raw else connections[using]
+        kept = None if raw else kept_for(manager, connection, fields, returning_fields)
+        if kept is None:
             return original(self, manager, using, fields, returning_fields, raw)
-        connection = connections[using]
-        model = manager.model
-        kept = kept_insert(connection, model, fields, returning_fields)
-        if kept is None or not connection.features.can_return_columns_from_insert:
-            return original(self, manager, using, fields, returning_fields, raw)
-        # As execute_sql(): the cursor first, then each field's value.
-        with connection.cursor() as cursor:
-            raws: dict[int, Any] = {}
-            prepared: dict[int, Any] = {}
-            expression = False  # from the first one on, Django prepares them
-            for field in fields:  # field by field, as Django's compiler does
-                value = raws[id(field)] = field.pre_save(self, True)
-                expression = expression or hasattr(value, "resolve_expression")
-                if not expression:
-                    prepared[id(field)] = field.get_db_prep_save(value, connection=connection)
-            values = list(prepared.values())
-            if (
-                not expression
-                and not any(hasattr(value, "as_sql") for value in values)
-                and not (returning_fields and _converted(connection, model, returning_fields))
-            ):
-                statement, trailing = kept
-                cursor.execute(statement, (*values, *trailing))
-                _runs += 1
-                if not returning_fields:
-                    return []
-                operations: Any = connection.ops
-                if _FETCH_ROWS:
-                    return list(operations.fetch_returned_rows(cursor, trailing))
-                return [operations.fetch_returned_insert_columns(cursor, trailing)]
-        return _as_django(self, model, using, fields, returning_fields, raws, prepared)
+        return insert_row(self, connection, manager.model, using, fields, returning_fields, kept)
 
     _do_insert.__doc__ = original.__doc__
     _do_insert.__name__ = original.__name__

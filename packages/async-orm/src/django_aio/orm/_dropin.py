@@ -53,9 +53,12 @@ _housekeeping.py).
 The descriptors of lazy relations and deferred fields and ``QuerySet._fetch_all``
 are wrapped too, only to reword ``SynchronousOnlyOperation`` (see _guards.py).
 ``Manager.aget`` and ``QuerySet.aget`` run a compiled query where that gives
-Django's result (Note [Compiled gets] in _fast_get.py), and ``Model.from_db``
+Django's result (Note [Compiled gets] in _fast_get.py), ``Model.from_db``
 fills a plain model's instance without ``__init__`` (Note [Model building]
-in _model_building.py).
+in _model_building.py), ``Model._do_insert`` runs a kept INSERT directly
+(Note [Direct inserts] in _direct_insert.py), and ``QuerySet.create`` of a
+plain model inserts without walking ``save()`` (Note [Direct creates] in
+_direct_create.py).
 
 Every patch keeps the original, so turning drop-in off restores Django exactly.
 """
@@ -75,6 +78,7 @@ from django.apps import apps
 from django_aio.conn import run_sync
 from django_aio.conn.layers import lending, lending_var
 
+from ._direct_create import direct_create
 from ._direct_insert import direct_do_insert
 from ._dispatch import maybe_bridged
 from ._fast_get import compiled_manager_aget, compiled_queryset_aget
@@ -266,6 +270,12 @@ def enable_drop_in() -> None:
     _patch(Model, "from_db", fast_from_db(Model.__dict__["from_db"]))
     # Note [Direct inserts]
     _patch(Model, "_do_insert", direct_do_insert(Model.__dict__["_do_insert"]))
+    # Note [Direct creates]
+    _patch(
+        query.QuerySet,
+        "create",
+        direct_create(query.QuerySet.__dict__["create"], Model.__dict__["_do_insert"]),
+    )
     # Note [Compiled gets]
     _patch(manager.Manager, "aget", compiled_manager_aget(manager.Manager.aget))
     _patch(query.QuerySet, "aget", compiled_queryset_aget(query.QuerySet.__dict__["aget"]))
