@@ -271,11 +271,8 @@ def enable_drop_in() -> None:
     # Note [Direct inserts]
     _patch(Model, "_do_insert", direct_do_insert(Model.__dict__["_do_insert"]))
     # Note [Direct creates]
-    _patch(
-        query.QuerySet,
-        "create",
-        direct_create(query.QuerySet.__dict__["create"], Model.__dict__["_do_insert"]),
-    )
+    create = direct_create(query.QuerySet.__dict__["create"], Model.__dict__["_do_insert"])
+    _patch(query.QuerySet, "create", create)
     # Note [Compiled gets]
     _patch(manager.Manager, "aget", compiled_manager_aget(manager.Manager.aget))
     _patch(query.QuerySet, "aget", compiled_queryset_aget(query.QuerySet.__dict__["aget"]))
