@@ -24,7 +24,7 @@ class AsyncCursor:
     def __init__(self, wrapper: Any, django_cursor: Any) -> None:
         self._wrapper = wrapper
         self._django_cursor = django_cursor
-        self._acursor = django_cursor.cursor.acursor
+        self._acursor = django_cursor.cursor.acursor  # never parked: this holds it
         self._closed = False
 
     @property

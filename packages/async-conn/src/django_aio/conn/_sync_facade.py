@@ -16,13 +16,17 @@ from typing import Any, cast
 import psycopg
 from psycopg import sql
 from psycopg.client_cursor import ClientCursorMixin
-from psycopg.pq import PipelineStatus
+from psycopg.pq import ConnStatus, PipelineStatus, TransactionStatus
 
+from ._cursor_reuse import REUSABLE, closed_cursor, pristine, renew
 from ._first_statement import SentQuery, carries_begin, execute_with_begin
 from ._greenlet import await_, await_coroutine
 from ._pooler import explain_pooler_error
 
 __all__ = ["AsyncServerSideClientCursor", "SyncConnection", "SyncCopy", "SyncCursor"]
+
+_OK = ConnStatus.OK
+_ACTIVE = TransactionStatus.ACTIVE
 
 
 class AsyncServerSideClientCursor(
@@ -47,31 +51,45 @@ class SyncCursor:
     """What Django sees as a psycopg cursor; wraps an ``AsyncCursor``."""
 
     def __init__(self, acursor: psycopg.AsyncCursor[Any], connection: SyncConnection) -> None:
-        self.acursor = acursor
+        self._acursor = acursor
         self.connection = connection
         # The statement as Django sent it, when it went with a BEGIN.
         self._sent: SentQuery | None = None
+        # The last statement of a parked cursor, which psycopg keeps on close.
+        self._parked_query: Any = None
+        # Set once code outside this class holds the psycopg cursor, or one
+        # of its methods: then closing it closes it, it is never parked.
+        self.exposed = False
+
+    @property
+    def acursor(self) -> psycopg.AsyncCursor[Any]:
+        """The psycopg cursor (handed out: it will not be parked and reused)."""
+        self.exposed = True
+        return self._acursor
 
     def __getattr__(self, name: str) -> Any:
-        return _delegate(self.acursor, name)
+        attr = _delegate(self._acursor, name)
+        if callable(attr):
+            self.exposed = True  # a bound method outlives close()
+        return attr
 
     @property
     def rowcount(self) -> int:
-        return self.acursor.rowcount
+        return self._acursor.rowcount
 
     @property
     def description(self) -> Any:
-        return self.acursor.description
+        return self._acursor.description
 
     def _holdable(self) -> bool:
-        return isinstance(self.acursor, psycopg.AsyncServerCursor) and self.acursor.withhold
+        return isinstance(self._acursor, psycopg.AsyncServerCursor) and self._acursor.withhold
 
     def _explain(self, exc: psycopg.Error) -> None:
         # Note [Transaction poolers] in _pooler.py: raises the explained error, if any.
         if isinstance(exc, psycopg.errors.InvalidCursorName):
             named = self._holdable()  # inside a transaction, a pooler is not the cause
         else:
-            named = isinstance(self.acursor, psycopg.AsyncServerCursor)
+            named = isinstance(self._acursor, psycopg.AsyncServerCursor)
         explained = explain_pooler_error(exc, self.connection.alias, named=named)
         if explained is not None:
             raise explained from exc
@@ -79,10 +97,14 @@ class SyncCursor:
     @property
     def _query(self) -> Any:
         # Django's last_executed_query() reads the SQL it logs from here.
-        return self._sent if self._sent is not None else self.acursor._query
+        if self._sent is not None:
+            return self._sent
+        if self._parked_query is not None:
+            return self._parked_query
+        return self._acursor._query
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> SyncCursor:
-        acursor = self.acursor
+        acursor = self._acursor
         self._sent = None
         try:
             if not kwargs and carries_begin(acursor, query):
@@ -97,7 +119,7 @@ class SyncCursor:
 
     def executemany(self, query: Any, params_seq: Iterable[Any], **kwargs: Any) -> None:
         try:
-            await_(self.acursor.executemany(query, params_seq, **kwargs))
+            await_(self._acursor.executemany(query, params_seq, **kwargs))
         except psycopg.ProgrammingError as exc:
             self._explain(exc)
             raise
@@ -106,34 +128,34 @@ class SyncCursor:
     # coroutine usually finishes at once (Note [Fast path] in _greenlet.py).
     def fetchone(self) -> Any:
         try:
-            return await_coroutine(self.acursor.fetchone())
+            return await_coroutine(self._acursor.fetchone())
         except psycopg.ProgrammingError as exc:
             self._explain(exc)
             raise
 
     def fetchmany(self, size: int = 0) -> list[Any]:
         try:
-            return await_coroutine(self.acursor.fetchmany(size))
+            return await_coroutine(self._acursor.fetchmany(size))
         except psycopg.ProgrammingError as exc:
             self._explain(exc)
             raise
 
     def fetchall(self) -> list[Any]:
         try:
-            return await_coroutine(self.acursor.fetchall())
+            return await_coroutine(self._acursor.fetchall())
         except psycopg.ProgrammingError as exc:
             self._explain(exc)
             raise
 
     def __iter__(self) -> Iterator[Any]:
         while True:
-            rows = self.fetchmany(self.acursor.arraysize or 100)
+            rows = self.fetchmany(self._acursor.arraysize or 100)
             if not rows:
                 return
             yield from rows
 
     def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Iterator[Any]:
-        agen = cast(AsyncGenerator[Any, None], self.acursor.stream(query, params, **kwargs))
+        agen = cast(AsyncGenerator[Any, None], self._acursor.stream(query, params, **kwargs))
         try:
             while True:
                 try:
@@ -145,7 +167,8 @@ class SyncCursor:
             await_(agen.aclose())
 
     def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> SyncCopy:
-        return SyncCopy(self.acursor.copy(statement, params, **kwargs))
+        self.exposed = True  # the copy is bound to this cursor
+        return SyncCopy(self._acursor.copy(statement, params, **kwargs))
 
     def callproc(self, name: str | sql.Identifier, args: Sequence[Any] | None = None) -> Any:
         # Django's psycopg 3 cursors add callproc(); build the same statement.
@@ -161,21 +184,28 @@ class SyncCursor:
     def close(self) -> None:
         # Closing a closed cursor needs no connection: it may no longer be ours
         # (Note [Task end] in _task_end.py).
-        if not self.acursor.closed:
+        acursor = self._acursor
+        if not acursor.closed:
+            query = acursor._query  # psycopg keeps it on close; parking resets it
+            if not self.exposed and self.connection.park(acursor):  # Note [Cursor reuse]
+                self._parked_query = query
+                self._acursor = self.connection.closed_cursor()
+                self.connection.forget(self)
+                return
             try:
-                await_coroutine(self.acursor.close())
+                await_coroutine(self._acursor.close())
             except psycopg.errors.InvalidCursorName:
                 if not self._holdable():
                     raise
                 # Declared on another server session behind a transaction
                 # pooler (Note [Transaction poolers] in _pooler.py): nothing
                 # is left to close on ours, so close only the client side.
-                await_coroutine(psycopg.AsyncCursor.close(self.acursor))
+                await_coroutine(psycopg.AsyncCursor.close(self._acursor))
         self.connection.forget(self)
 
     @property
     def closed(self) -> bool:
-        return self.acursor.closed
+        return self._acursor.closed
 
     def __enter__(self) -> SyncCursor:
         return self
@@ -229,6 +259,9 @@ class SyncConnection:
         # Named cursors stay open on the server until closed; the unit closes
         # whatever Django left open before the connection goes back to the pool.
         self.server_cursors: set[SyncCursor] = set()
+        # Note [Cursor reuse] in _cursor_reuse.py
+        self._spare: Any = None
+        self._closed_cursor: Any = None
 
     def __getattr__(self, name: str) -> Any:
         return _delegate(self.aconnection, name)
@@ -241,6 +274,47 @@ class SyncConnection:
 
     def forget(self, cursor: SyncCursor) -> None:
         self.server_cursors.discard(cursor)
+
+    def take_cursor(self) -> Any:
+        """A new unnamed cursor, or the parked one if still like new (Note [Cursor reuse])."""
+        spare = self._spare
+        if spare is not None:
+            self._spare = None
+            aconnection = self.aconnection
+            if (
+                aconnection.pgconn.status == _OK
+                and type(spare) is aconnection.cursor_factory
+                and pristine(spare, aconnection)
+            ):
+                spare.row_factory = aconnection.row_factory
+                return spare
+        return self.aconnection.cursor()
+
+    def park(self, acursor: Any) -> bool:
+        """Keep ``acursor``, being closed, for the next ``take_cursor()``, if it may be reused."""
+        aconnection = self.aconnection
+        if (
+            self._spare is not None
+            or not REUSABLE
+            or type(acursor) is not aconnection.cursor_factory
+            or acursor._conn is not aconnection
+            or aconnection.pgconn.status != _OK
+            # A statement still running (a stream, a COPY) keeps its cursor.
+            or aconnection.pgconn.transaction_status == _ACTIVE
+            # Attributes set on it by someone (a client cursor has a __dict__).
+            or getattr(acursor, "__dict__", None)
+        ):
+            return False
+        renew(acursor)
+        self._spare = acursor
+        return True
+
+    def closed_cursor(self) -> Any:
+        """A closed cursor of this connection, for a ``SyncCursor`` whose cursor was parked."""
+        closed = self._closed_cursor
+        if closed is None:
+            closed = self._closed_cursor = closed_cursor(self.aconnection)
+        return closed
 
     def cursor(self, *args: Any, **kwargs: Any) -> SyncCursor:
         return self.wrap_cursor(self.aconnection.cursor(*args, **kwargs))

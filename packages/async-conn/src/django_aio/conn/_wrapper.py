@@ -126,7 +126,7 @@ class BridgedWrapperMixin:
             else:
                 acursor = aconnection.cursor(name, scrollable=scrollable, withhold=withhold)
         else:
-            acursor = aconnection.cursor()
+            acursor = self.connection.take_cursor()  # Note [Cursor reuse]
         tzloader = aconnection.adapters.get_loader(_TIMESTAMPTZ_OID, Format.TEXT)
         if self.timezone != getattr(tzloader, "timezone", None):
             register_tzloader(self.timezone, acursor)
