@@ -338,6 +338,18 @@ async def test_a_wrapper_on_save_s_chain_sees_every_create(
     assert direct() == before
 
 
+async def test_a_mock_in_place_of_save_is_called(direct: Callable[[], int]) -> None:
+    # Django's create() calls the model's save(), whatever it is.
+    await _warm_up()
+    before = direct()
+    with mock.patch.object(Author, "save") as save:
+        author = await Author.objects.acreate(name="mocked", age=1)
+    assert direct() == before
+    save.assert_called_once_with(force_insert=True, using="default")
+    assert author.pk is None
+    assert not await Author.objects.filter(name="mocked").aexists()
+
+
 async def test_without_the_query_cache_create_is_django_s(direct: Callable[[], int]) -> None:
     await _warm_up()
     before = direct()
