@@ -26,17 +26,19 @@ outcome is Django's by construction:
   ``get_pk_value_on_save()`` gives ``None``);
 - ``pre_save`` and ``post_save`` have no receiver for the model, checked the
   way ``Signal.send()`` checks, and ``send()`` is Django's;
-- every field to insert has Django's plain ``pre_save`` (the attribute; a
-  date field's without ``auto_now``/``auto_now_add``, checked on each call);
-- the insert itself would run directly (Note [Direct inserts]).
+- the insert itself would run directly (Note [Direct inserts]): among
+  others, every field's ``pre_save`` is Django's plain one or the date
+  fields' (``auto_now``), which runs as often as in Django, below.
 
 Then, in ``save()``'s order: ``_prepare_related_fields_for_save()`` (an
 unsaved related object raises Django's error); inside what
 ``mark_for_rollback_on_error()`` does (an error marks an open transaction for
 rollback), the primary key set to ``None`` as ``_save_table()`` sets it;
 on Django 6, ``_save_table()``'s own pass over the values (each field's
-``pre_save()``; an expression among them is returned by the INSERT, so from
-there Django's ``_do_insert()`` runs with those returned fields); the insert;
+``pre_save()``, so an ``auto_now`` field takes the time twice, as there; an
+expression among them is returned by the INSERT, so from there Django's
+``_do_insert()`` runs with those returned fields); the insert (each field's
+``pre_save()`` again, on every version);
 the returned values assigned as ``_save_table()`` assigns them. Then
 ``_state.db`` and ``_state.adding``, ``post_save`` if a receiver appeared
 meanwhile, and (Django 6.1) the queryset's fetch mode. Anything else calls
@@ -53,7 +55,6 @@ from typing import Any
 import django
 from django.db import connections
 from django.db.models import base as django_base
-from django.db.models.fields import DateField, DateTimeField, Field, TimeField
 from django.dispatch.dispatcher import NO_RECEIVERS
 
 from django_aio.conn.layers import DjangoDefined, query_cache_enabled
@@ -66,7 +67,6 @@ __all__ = ["direct_create", "direct_creates_run"]
 # the columns of expression values, and assigns with a method of its own.
 _DJANGO_6_SAVE = django.VERSION >= (6, 0)
 _MAX_MODELS = 1024
-_DATE_PRE_SAVE = frozenset({DateField.pre_save, DateTimeField.pre_save, TimeField.pre_save})
 # What save() and the signals' send() are made of, where Django defines it.
 _djangos_save = DjangoDefined(
     "db/models/base.py",  # save
@@ -132,19 +132,7 @@ def _quiet(signal: Any, sender: type[Any]) -> bool:
     return not signal.receivers or signal.sender_receivers_cache.get(sender) is NO_RECEIVERS
 
 
-def _pure_pre_save(fields: list[Any]) -> bool:
-    # pre_save() that only reads the attribute, called where Django calls it
-    # (6.x: twice). Bound methods of the class's own: not set on the field.
-    for field in fields:
-        function = getattr(field.pre_save, "__func__", None)
-        if function is not Field.pre_save and (
-            function not in _DATE_PRE_SAVE or field.auto_now or field.auto_now_add
-        ):
-            return False
-    return True
-
-
-def _saves_plainly(obj: Any, model: type[Any], fields: list[Any], do_insert: Any) -> bool:
+def _saves_plainly(obj: Any, model: type[Any], do_insert: Any) -> bool:
     kind: Any = model
     pk = kind._meta.pk
     return (
@@ -167,7 +155,6 @@ def _saves_plainly(obj: Any, model: type[Any], fields: list[Any], do_insert: Any
         and _quiet(base.pre_save, model)
         and _quiet(base.post_save, model)
         and getattr(obj, pk.attname) is None
-        and _pure_pre_save(fields)
     )
 
 
@@ -240,7 +227,7 @@ def direct_create(original: Callable[..., Any], do_insert: Any) -> Callable[...,
         _, returning_fields, fields = _plan(kind)
         connection: Any = None
         kept: Any = None
-        if fields is not None and _saves_plainly(obj, kind, fields, do_insert):
+        if fields is not None and _saves_plainly(obj, kind, do_insert):
             connection = connections[using]
             kept = kept_for(kind._base_manager, connection, fields, returning_fields)
         if kept is None or fields is None:
