@@ -36,10 +36,12 @@ does). A value that ``pre_save()`` returns as an expression, or that
 compiler with what was computed already, so nothing runs twice (the
 fields after an expression have run ``pre_save()`` before Django prepares
 the expression, which no field of Django's can tell); so does a row whose
-returned columns have converters. Everything around
-``_do_insert()`` (``save()``, ``save_base()``, signals, parents,
-``mark_for_rollback_on_error``) is Django's. Anything else, and everything
-with ``DJANGO_AIO_QUERY_CACHE = False``, is Django's ``_do_insert()``.
+returned columns have converters. Around ``_do_insert()``, ``save()``,
+``save_base()``, signals, parents and ``mark_for_rollback_on_error`` are
+Django's, except in drop-in's ``create()`` of a plain model, which takes
+their one branch itself and then runs ``insert_row()`` the same way (Note
+[Direct creates] in _direct_create.py). Anything else, and everything with
+``DJANGO_AIO_QUERY_CACHE = False``, is Django's ``_do_insert()``.
 """
 
 from __future__ import annotations
@@ -166,8 +168,10 @@ def direct_do_insert(original: Callable[..., Any]) -> Callable[..., Any]:
     def _do_insert(
         self: Any, manager: Any, using: str, fields: list[Any], returning_fields: Any, raw: bool
     ) -> Any:
-        connection = None if raw else connections[using]
-        kept = None if raw else kept_for(manager, connection, fields, returning_fields)
+        if raw:  # fixtures
+            return original(self, manager, using, fields, returning_fields, raw)
+        connection = connections[using]
+        kept = kept_for(manager, connection, fields, returning_fields)
         if kept is None:
             return original(self, manager, using, fields, returning_fields, raw)
         return insert_row(self, connection, manager.model, using, fields, returning_fields, kept)
